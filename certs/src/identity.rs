@@ -27,8 +27,22 @@ pub enum IdentityError {
 
 /// An institution symbol: 2–16 characters from `A-Z`, `0-9` and `-`, ISIL-like (`DGW`,
 /// `US-DGW`). Immutable once a node is initialised.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Symbol(String);
+
+impl TryFrom<String> for Symbol {
+    type Error = IdentityError;
+    fn try_from(s: String) -> Result<Self, IdentityError> {
+        Symbol::parse(&s)
+    }
+}
+
+impl From<Symbol> for String {
+    fn from(s: Symbol) -> String {
+        s.0
+    }
+}
 
 impl Symbol {
     /// Validate a symbol exactly as written (no case folding: staff see what they typed

@@ -18,6 +18,7 @@ pub mod card;
 pub mod files;
 pub mod identity;
 pub mod issue;
+pub mod profile;
 pub mod tls;
 
 pub use card::{Card, CardError, fingerprint_of_der};

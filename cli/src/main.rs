@@ -1,1 +1,553 @@
-fn main(){}
+//! `rota`: the staff command line for a Rota node.
+//!
+//! Every library runs its own Rota node; staff use this tool to talk to it over gRPC with
+//! mutual TLS, using a profile (node URL, staff certificate, key and CA) written by
+//! `rota-node init` or by `rota staff issue`. The tool manages partner cards and partners,
+//! agreements, holdings and CSV imports, staff certificates, and borrowing and lending
+//! requests.
+//!
+//! Layout: this file holds the command-line grammar (clap) and the dispatch; [`context`]
+//! loads the profile and connects; [`output`] formats tables, `key: value` lines, JSON and
+//! timestamps; [`csvimport`] reads holdings files; [`duration`] parses `--expiry` values;
+//! [`commands`] has one module per command group.
+
+mod commands;
+mod context;
+mod csvimport;
+mod duration;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::Ctx;
+
+/// The staff command line for a Rota library node.
+///
+/// Rota lets libraries lend to each other peer to peer: every library runs a node, and staff
+/// use `rota` against their own node. Each command below talks to the node named in your
+/// profile, authenticated by the staff certificate the profile points at.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rota",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "\
+Getting started:
+  rota --profile ~/rota/admin/profile.toml whoami
+  export ROTA_PROFILE=~/rota/admin/profile.toml
+  rota card export -o my-library.card        # give this file to a partner library
+  rota partner add their-library.card --tier p2p
+  rota agreement set THEM --lend yes --borrow yes
+  rota holdings import books.csv
+  rota request create --title \"Moby Dick\" --patron P123
+
+Run `rota COMMAND --help` for details and examples of each command."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// The profile file (profile.toml) naming your node and your staff certificate.
+    /// `rota-node init` prints the path of the admin profile; `rota staff issue` writes new ones.
+    #[arg(
+        long,
+        global = true,
+        env = "ROTA_PROFILE",
+        value_name = "PATH",
+        display_order = 900
+    )]
+    pub profile: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of tables and text.
+    #[arg(long, global = true, display_order = 901)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show which node and library you are talking to, and as which staff user.
+    ///
+    /// A quick check that your profile works: it connects to the node with your staff
+    /// certificate and prints the library's symbol, name, public URL, your user name, the
+    /// node's version and the fingerprint of your institution's CA.
+    #[command(after_help = "Example:\n  rota --profile ./rota-profile-alice/profile.toml whoami")]
+    Whoami,
+    /// Your library's partner card: the file you give to partner libraries.
+    #[command(subcommand)]
+    Card(CardCmd),
+    /// Partner libraries: add them from their card, list, suspend, resume, remove.
+    #[command(subcommand)]
+    Partner(PartnerCmd),
+    /// Staff certificates: issue a profile for a colleague.
+    #[command(subcommand)]
+    Staff(StaffCmd),
+    /// Your library's holdings: add items, import a CSV file, search, show.
+    #[command(subcommand)]
+    Holdings(HoldingsCmd),
+    /// What you lend to and borrow from each partner (loan period, formats, ...).
+    #[command(subcommand)]
+    Agreement(AgreementCmd),
+    /// Borrowing requests: ask partner libraries for an item for one of your patrons.
+    #[command(subcommand)]
+    Request(RequestCmd),
+    /// Lending requests: what partner libraries have asked your library for.
+    #[command(subcommand)]
+    Lending(LendingCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CardCmd {
+    /// Print or save your library's partner card.
+    ///
+    /// The card holds your library's symbol, name, public endpoint and institution CA
+    /// certificate. Give it to a partner library (e-mail is fine: it holds no secret), then
+    /// read the fingerprint to each other by phone or in person before they add it.
+    #[command(after_help = "Examples:\n  rota card export\n  rota card export -o dgw.card")]
+    Export {
+        /// Write the card to this file instead of printing it.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartnerCmd {
+    /// Add a partner library from the card file it gave you.
+    ///
+    /// The card is read and checked here first; its symbol, name, endpoint and fingerprint
+    /// are printed. Compare the fingerprint with the one the partner reads to you over the
+    /// phone: pass it with --fingerprint and rota refuses the card if they differ. Partners
+    /// are asked in tier order (consortium, then p2p, then last_resort) and, within a tier,
+    /// lowest priority number first.
+    #[command(after_help = "\
+Examples:
+  rota partner add gwu.card --tier consortium
+  rota partner add gwu.card --tier p2p --priority 50 --fingerprint SHA256:3f1c...
+Then set what you lend to and borrow from it:
+  rota agreement set DGW --lend yes --borrow yes")]
+    Add {
+        /// The partner's card file (from `rota card export` at their library).
+        #[arg(value_name = "CARD_FILE")]
+        card: PathBuf,
+        /// Which group of partners it belongs to: consortium partners are asked first, then
+        /// p2p, then last_resort.
+        #[arg(long, value_parser = PossibleValuesParser::new(["consortium", "p2p", "last_resort"]))]
+        tier: String,
+        /// Order within the tier: lower is asked first.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        priority: u32,
+        /// The fingerprint the partner told you (SHA256:...); the card is refused if it
+        /// differs. Case, spaces and colons are ignored.
+        #[arg(long, value_name = "SHA256:…")]
+        fingerprint: Option<String>,
+    },
+    /// List your partner libraries.
+    ///
+    /// Shows each partner's tier, priority, status (active or suspended), whether your
+    /// agreement lends to and borrows from it, and how many messages to it are still
+    /// waiting for delivery.
+    #[command(after_help = "Examples:\n  rota partner list\n  rota partner list --json")]
+    List,
+    /// Show one partner in detail, with its agreement and delivery status.
+    #[command(after_help = "Example:\n  rota partner show DGW")]
+    Show {
+        /// The partner's institution symbol.
+        symbol: String,
+    },
+    /// Stop sending requests to a partner and refuse new requests from it.
+    ///
+    /// Requests already under way continue. Undo with `rota partner resume`.
+    #[command(after_help = "Example:\n  rota partner suspend DGW")]
+    Suspend {
+        /// The partner's institution symbol.
+        symbol: String,
+    },
+    /// Make a suspended partner active again.
+    #[command(after_help = "Example:\n  rota partner resume DGW")]
+    Resume {
+        /// The partner's institution symbol.
+        symbol: String,
+    },
+    /// Remove a partner: its card is no longer trusted and it is no longer asked.
+    #[command(after_help = "Example:\n  rota partner remove DGW")]
+    Remove {
+        /// The partner's institution symbol.
+        symbol: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StaffCmd {
+    /// Issue a staff certificate and write a ready-to-use profile folder for a colleague.
+    ///
+    /// A new private key is generated here and never leaves this machine; only a certificate
+    /// request goes to the node, which signs it with your institution's CA. The folder gets
+    /// cert.pem, key.pem (readable only by you), ca.pem and profile.toml. Hand the whole
+    /// folder to the colleague over a safe channel.
+    #[command(after_help = "\
+Examples:
+  rota staff issue alice
+  rota staff issue alice -o /home/alice/rota
+Then, as alice:
+  rota --profile /home/alice/rota/profile.toml whoami")]
+    Issue {
+        /// The staff user name to put in the certificate.
+        user: String,
+        /// The folder to write (created if needed; default ./rota-profile-USER). Refused if it
+        /// already holds a profile.toml.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HoldingsCmd {
+    /// Add or update one item in your holdings.
+    ///
+    /// The barcode identifies the item: adding a barcode that exists updates it. Partners'
+    /// requests are matched against your holdings by ISBN, ISSN, OCLC number, LCCN and title.
+    #[command(after_help = "\
+Example:
+  rota holdings add --barcode 31234000123 --title \"Moby Dick\" --author \"Melville, Herman\" \\
+      --isbn 9780142437247 --call-number \"PS2384 .M6\" --location \"Main Stacks\"")]
+    Add(Box<ItemArgs>),
+    /// Import holdings from a CSV file, all at once.
+    ///
+    /// The file needs a header row naming its columns, in any order:
+    ///
+    ///   barcode      required; identifies the item (existing barcodes are updated)
+    ///   title        required
+    ///   author, publisher, year, isbn, issn, oclc, lccn
+    ///   format       e.g. book, dvd (empty: book)
+    ///   call_number, location
+    ///   policy       lendable, not_lendable or library_use_only (empty: lendable)
+    ///   status       available, on_loan, reserved, missing or in_process (empty: available)
+    ///
+    /// Other column names are refused. The node applies the whole file in one
+    /// transaction: if any row is refused, nothing is written and the error names
+    /// the row's line.
+    #[command(
+        after_help = "\
+Example file:
+  barcode,title,author,isbn,call_number,location
+  31234000123,Moby Dick,\"Melville, Herman\",9780142437247,PS2384 .M6,Main Stacks
+
+Example:
+  rota holdings import books.csv",
+        verbatim_doc_comment
+    )]
+    Import {
+        /// The CSV file.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
+    /// Search your holdings by title, author, identifier or barcode.
+    #[command(
+        after_help = "Examples:\n  rota holdings search \"moby dick\"\n  rota holdings search 9780142437247 --limit 5"
+    )]
+    Search {
+        /// Words or an identifier to look for.
+        query: String,
+        /// At most this many results.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u32,
+    },
+    /// Show one item by barcode.
+    #[command(after_help = "Example:\n  rota holdings show 31234000123")]
+    Show {
+        /// The item's barcode.
+        barcode: String,
+    },
+}
+
+/// The fields of `rota holdings add`.
+#[derive(Args, Debug)]
+pub struct ItemArgs {
+    /// The item's barcode (unique in your library).
+    #[arg(long)]
+    pub barcode: String,
+    /// The item's title.
+    #[arg(long)]
+    pub title: String,
+    /// Author, as in your catalogue ("Melville, Herman").
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Publisher.
+    #[arg(long)]
+    pub publisher: Option<String>,
+    /// Publication year.
+    #[arg(long)]
+    pub year: Option<String>,
+    /// ISBN (10 or 13 digits).
+    #[arg(long)]
+    pub isbn: Option<String>,
+    /// ISSN, for serials.
+    #[arg(long)]
+    pub issn: Option<String>,
+    /// OCLC number.
+    #[arg(long)]
+    pub oclc: Option<String>,
+    /// Library of Congress control number.
+    #[arg(long)]
+    pub lccn: Option<String>,
+    /// The item's format, e.g. book, dvd, journal.
+    #[arg(long, default_value = "book")]
+    pub format: String,
+    /// Whether partners may borrow it.
+    #[arg(long, default_value = "lendable",
+          value_parser = PossibleValuesParser::new(["lendable", "not_lendable", "library_use_only"]))]
+    pub policy: String,
+    /// Where the item is now.
+    #[arg(long, default_value = "available",
+          value_parser = PossibleValuesParser::new(["available", "on_loan", "reserved", "missing", "in_process"]))]
+    pub status: String,
+    /// Call number, e.g. "PS2384 .M6".
+    #[arg(long)]
+    pub call_number: Option<String>,
+    /// Shelving location, e.g. "Main Stacks".
+    #[arg(long)]
+    pub location: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgreementCmd {
+    /// Set the terms you have agreed with a partner.
+    ///
+    /// Only the options you give are changed; the others keep their current value (or the
+    /// default, for a first agreement). --lend says whether you lend to the partner,
+    /// --borrow whether you ask it for items.
+    #[command(after_help = "\
+Examples:
+  rota agreement set DGW --lend yes --borrow yes
+  rota agreement set DGW --loan-days 28 --renewals 1 --max-outstanding 10
+  rota agreement set DGW --formats book,dvd --expiry 4d
+  rota agreement set DGW --formats all")]
+    Set(AgreementSetArgs),
+    /// Show the terms agreed with a partner.
+    #[command(after_help = "Example:\n  rota agreement show DGW")]
+    Show {
+        /// The partner's institution symbol.
+        symbol: String,
+    },
+}
+
+/// The options of `rota agreement set`.
+#[derive(Args, Debug)]
+pub struct AgreementSetArgs {
+    /// The partner's institution symbol.
+    pub symbol: String,
+    /// Lend items to this partner.
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    pub lend: Option<bool>,
+    /// Ask this partner for items.
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    pub borrow: Option<bool>,
+    /// Loan period, in days, for items you lend to this partner.
+    #[arg(long, value_name = "N")]
+    pub loan_days: Option<u32>,
+    /// How many renewals the partner may ask for.
+    #[arg(long, value_name = "N")]
+    pub renewals: Option<u32>,
+    /// The most items the partner may have from you at once.
+    #[arg(long, value_name = "N")]
+    pub max_outstanding: Option<u32>,
+    /// Comma-separated formats you lend to this partner (e.g. book,dvd), or `all`.
+    #[arg(long, value_name = "LIST")]
+    pub formats: Option<String>,
+    /// How long a partner has to answer a request before the next partner is asked: a
+    /// number with unit s, m, h or d (30s, 15m, 96h, 4d).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse_duration)]
+    pub expiry: Option<u64>,
+    /// Stray words, e.g. the `weeks` of `--expiry 5 weeks`: collected so that the option's
+    /// own value is checked (and named in the error) first, then refused as a usage error.
+    #[arg(hide = true)]
+    pub stray: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestCmd {
+    /// Ask partner libraries for an item on behalf of a patron.
+    ///
+    /// The node builds the rota (the ordered list of partners to ask) from your partners'
+    /// tiers, priorities and agreements, asks the first, and moves on by itself when one
+    /// cannot supply. Give as many identifiers as you know: they make matching reliable.
+    #[command(after_help = "\
+Example:
+  rota request create --title \"Moby Dick\" --author \"Melville, Herman\" \\
+      --isbn 9780142437247 --patron P123 --need-before 2025-06-30
+Then follow it with:
+  rota request show ID")]
+    Create(CreateRequestArgs),
+    /// List borrowing requests, newest first.
+    #[command(
+        after_help = "Examples:\n  rota request list\n  rota request list --status shipped --limit 100"
+    )]
+    List {
+        /// Only requests in this state.
+        #[arg(long, value_name = "STATE")]
+        status: Option<String>,
+        /// At most this many requests.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+    },
+    /// Show a borrowing request: its details, its rota, and its timeline.
+    #[command(after_help = "Example:\n  rota request show 0190b5a4-7c1e-7d3a-9f2b-6a1c2e3d4f50")]
+    Show {
+        /// The request id (printed by `rota request create` and `rota request list`).
+        id: String,
+    },
+}
+
+/// The options of `rota request create`.
+#[derive(Args, Debug)]
+pub struct CreateRequestArgs {
+    /// Title of the wanted item.
+    #[arg(long)]
+    pub title: String,
+    #[arg(long)]
+    pub author: Option<String>,
+    /// ISBN (10 or 13 digits).
+    #[arg(long)]
+    pub isbn: Option<String>,
+    /// ISSN, for serials.
+    #[arg(long)]
+    pub issn: Option<String>,
+    /// OCLC number.
+    #[arg(long)]
+    pub oclc: Option<String>,
+    /// Library of Congress control number.
+    #[arg(long)]
+    pub lccn: Option<String>,
+    /// The wanted format, e.g. book, dvd.
+    #[arg(long, default_value = "book")]
+    pub format: String,
+    /// Your patron's id (stays in your library: partners do not see it).
+    #[arg(long, value_name = "ID")]
+    pub patron: String,
+    /// A note for the lender.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// The date after which the patron no longer needs the item.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub need_before: Option<chrono::NaiveDate>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LendingCmd {
+    /// List requests partner libraries have sent you, newest first.
+    #[command(
+        after_help = "Examples:\n  rota lending list\n  rota lending list --status requested"
+    )]
+    List {
+        /// Only requests in this state.
+        #[arg(long, value_name = "STATE")]
+        status: Option<String>,
+    },
+    /// Show a lending request: the borrower, the item matched, and the timeline.
+    #[command(after_help = "Example:\n  rota lending show 0190b5a4-7c1e-7d3a-9f2b-6a1c2e3d4f50")]
+    Show {
+        /// The request id (the borrower's id, as shown by `rota lending list`).
+        id: String,
+    },
+}
+
+/// `yes` or `no` (also accepts `y`, `n`, `true`, `false`).
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" => Ok(true),
+        "no" | "n" | "false" => Ok(false),
+        _ => Err("expected yes or no".into()),
+    }
+}
+
+/// A calendar date written `YYYY-MM-DD`.
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| "expected a date written YYYY-MM-DD, e.g. 2025-06-30".into())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx::new(cli.global);
+    match cli.command {
+        Command::Whoami => commands::node::whoami(&ctx).await,
+        Command::Card(cmd) => commands::card::run(&ctx, cmd).await,
+        Command::Partner(cmd) => commands::partner::run(&ctx, cmd).await,
+        Command::Staff(cmd) => commands::staff::run(&ctx, cmd).await,
+        Command::Holdings(cmd) => commands::holdings::run(&ctx, cmd).await,
+        Command::Agreement(cmd) => commands::agreement::run(&ctx, cmd).await,
+        Command::Request(cmd) => commands::request::run(&ctx, cmd).await,
+        Command::Lending(cmd) => commands::lending::run(&ctx, cmd).await,
+    }
+}
+
+/// Exit as clap does for a usage error (status 2).
+pub fn usage_error(message: impl std::fmt::Display) -> ! {
+    use clap::CommandFactory;
+    Cli::command()
+        .error(clap::error::ErrorKind::UnknownArgument, message)
+        .exit()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    rota_certs::install_crypto_provider();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn yes_no() {
+        assert_eq!(parse_yes_no("yes"), Ok(true));
+        assert_eq!(parse_yes_no("No"), Ok(false));
+        assert!(parse_yes_no("maybe").is_err());
+    }
+
+    #[test]
+    fn dates() {
+        assert!(parse_date("2025-06-30").is_ok());
+        assert!(parse_date("30/06/2025").is_err());
+        assert!(parse_date("2025-02-30").is_err());
+    }
+
+    #[test]
+    fn global_options_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["rota", "partner", "list", "--json", "--profile", "p.toml"])
+            .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.profile, Some(PathBuf::from("p.toml")));
+    }
+
+    #[test]
+    fn tier_names() {
+        let ok = Cli::try_parse_from(["rota", "partner", "add", "c.card", "--tier", "last_resort"]);
+        assert!(ok.is_ok());
+        let bad = Cli::try_parse_from(["rota", "partner", "add", "c.card", "--tier", "gold"]);
+        assert!(bad.is_err());
+    }
+}

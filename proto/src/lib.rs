@@ -18,3 +18,5 @@ pub mod staff {
 
 /// Wire protocol version exchanged in `Hello`.
 pub const PROTOCOL_VERSION: &str = "rota-peer/1";
+
+pub mod channel;

@@ -1,0 +1,140 @@
+//! `rota holdings …`.
+
+use std::io::IsTerminal;
+
+use anyhow::bail;
+use futures::StreamExt;
+use rota_proto::staff::{BarcodeRequest, Item, SearchItemsRequest};
+use serde_json::json;
+
+use super::or_empty;
+use crate::HoldingsCmd;
+use crate::context::{Ctx, RpcResult, status_error};
+use crate::csvimport;
+use crate::output::{item_json, print_fields, print_item, print_json, table};
+
+pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
+    match cmd {
+        HoldingsCmd::Add(a) => {
+            let item = Item {
+                barcode: a.barcode,
+                title: a.title,
+                author: or_empty(a.author),
+                publisher: or_empty(a.publisher),
+                year: or_empty(a.year),
+                isbn: or_empty(a.isbn),
+                issn: or_empty(a.issn),
+                oclc: or_empty(a.oclc),
+                lccn: or_empty(a.lccn),
+                format: a.format,
+                location: or_empty(a.location),
+                call_number: or_empty(a.call_number),
+                policy: a.policy,
+                status: a.status,
+                updated_at_unix_ms: 0,
+            };
+            let mut node = ctx.connect().await?;
+            let item = node.client.add_item(item).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&item_json(&item));
+            }
+            print_item(&item);
+        }
+        HoldingsCmd::Import { file } => {
+            let rows = csvimport::read_file(&file)?;
+            if rows.is_empty() {
+                bail!("{}: no rows to import (only a header row)", file.display());
+            }
+            let total = rows.len();
+            let mut node = ctx.connect().await?;
+            let progress = std::io::stderr().is_terminal();
+            let mut sent = 0usize;
+            let stream = futures::stream::iter(rows).inspect(move |_| {
+                sent += 1;
+                if progress && (sent % 100 == 0 || sent == total) {
+                    eprint!("\rsent {sent}/{total} rows");
+                }
+            });
+            let reply = node.client.import_items(stream).await;
+            if progress {
+                eprintln!();
+            }
+            let summary = reply.map(tonic::Response::into_inner).map_err(|s| {
+                let e = status_error(&node.url, &s);
+                anyhow::anyhow!(
+                    "import of {} failed, nothing was written: {e}",
+                    file.display()
+                )
+            })?;
+            if ctx.json {
+                return print_json(&json!({
+                    "file": file.display().to_string(),
+                    "rows": summary.rows,
+                    "created": summary.created,
+                    "updated": summary.updated,
+                    "unchanged": summary.unchanged,
+                }));
+            }
+            println!("imported {}", file.display());
+            print_fields(&[
+                ("rows", summary.rows.to_string()),
+                ("created", summary.created.to_string()),
+                ("updated", summary.updated.to_string()),
+                ("unchanged", summary.unchanged.to_string()),
+            ]);
+        }
+        HoldingsCmd::Search { query, limit } => {
+            let mut node = ctx.connect().await?;
+            let request = SearchItemsRequest {
+                query: query.clone(),
+                limit,
+            };
+            let list = node.client.search_items(request).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&list.items.iter().map(item_json).collect());
+            }
+            if list.items.is_empty() {
+                println!("No items match {query:?}.");
+                return Ok(());
+            }
+            let mut t = table([
+                "barcode",
+                "title",
+                "author",
+                "year",
+                "format",
+                "call number",
+                "location",
+                "policy",
+                "status",
+            ]);
+            for i in &list.items {
+                t.add_row([
+                    i.barcode.clone(),
+                    i.title.clone(),
+                    i.author.clone(),
+                    i.year.clone(),
+                    i.format.clone(),
+                    i.call_number.clone(),
+                    i.location.clone(),
+                    i.policy.clone(),
+                    i.status.clone(),
+                ]);
+            }
+            println!("{t}");
+        }
+        HoldingsCmd::Show { barcode } => {
+            let mut node = ctx.connect().await?;
+            let item = node
+                .client
+                .get_item(BarcodeRequest { barcode })
+                .await
+                .rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&item_json(&item));
+            }
+            print_item(&item);
+        }
+    }
+    Ok(())
+}

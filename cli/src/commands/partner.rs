@@ -1,0 +1,146 @@
+//! `rota partner …`.
+
+use anyhow::{anyhow, bail};
+use rota_certs::Card;
+use rota_certs::card::normalise_fingerprint;
+use rota_proto::staff::{AddPartnerRequest, Empty, SetPartnerStatusRequest, SymbolRequest};
+
+use crate::PartnerCmd;
+use crate::context::{Ctx, RpcResult};
+use crate::output::{partner_json, print_json, print_partner, table, yes_no};
+
+pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
+    match cmd {
+        PartnerCmd::Add {
+            card,
+            tier,
+            priority,
+            fingerprint,
+        } => {
+            let text = std::fs::read_to_string(&card)
+                .map_err(|e| anyhow!("cannot read card file {}: {e}", card.display()))?;
+            let parsed = Card::parse(&text)
+                .map_err(|e| anyhow!("{}: not a valid card: {e}", card.display()))?;
+            let actual = parsed.fingerprint();
+            let intro = format!(
+                "Partner card: {} ({}) at {}\nFingerprint: {actual}",
+                parsed.symbol, parsed.name, parsed.endpoint
+            );
+            if ctx.json {
+                eprintln!("{intro}")
+            } else {
+                println!("{intro}")
+            }
+            let expected = match fingerprint {
+                Some(given) => {
+                    let given = normalise_fingerprint(&given);
+                    if given != normalise_fingerprint(&actual) {
+                        bail!(
+                            "fingerprint mismatch: you expected {given} but the card {} has {actual}; \
+                             do not add this card until you have checked it with the partner",
+                            card.display()
+                        );
+                    }
+                    given
+                }
+                None => String::new(),
+            };
+            let mut node = ctx.connect().await?;
+            let request = AddPartnerRequest {
+                card_text: text,
+                tier,
+                priority,
+                expected_fingerprint: expected,
+            };
+            let partner = node.client.add_partner(request).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&partner_json(&partner));
+            }
+            println!();
+            print_partner(&partner);
+            println!("\nNext, say what you lend to and borrow from it, e.g.:");
+            println!(
+                "  rota agreement set {} --lend yes --borrow yes",
+                partner.symbol
+            );
+        }
+        PartnerCmd::List => {
+            let mut node = ctx.connect().await?;
+            let list = node.client.list_partners(Empty {}).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&list.partners.iter().map(partner_json).collect());
+            }
+            if list.partners.is_empty() {
+                println!(
+                    "No partners yet. Add one from its card with `rota partner add CARD_FILE --tier p2p`."
+                );
+                return Ok(());
+            }
+            let mut t = table([
+                "symbol", "name", "tier", "priority", "status", "lend", "borrow", "pending",
+            ]);
+            for p in &list.partners {
+                let (lend, borrow) = match &p.agreement {
+                    Some(a) if a.configured => (yes_no(a.lend), yes_no(a.borrow)),
+                    _ => ("-".to_owned(), "-".to_owned()),
+                };
+                t.add_row([
+                    p.symbol.clone(),
+                    p.name.clone(),
+                    p.tier.clone(),
+                    p.priority.to_string(),
+                    p.status.clone(),
+                    lend,
+                    borrow,
+                    p.pending_messages.to_string(),
+                ]);
+            }
+            println!("{t}");
+        }
+        PartnerCmd::Show { symbol } => {
+            let mut node = ctx.connect().await?;
+            let p = node
+                .client
+                .get_partner(SymbolRequest { symbol })
+                .await
+                .rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&partner_json(&p));
+            }
+            print_partner(&p);
+        }
+        PartnerCmd::Suspend { symbol } => set_status(ctx, symbol, "suspended").await?,
+        PartnerCmd::Resume { symbol } => set_status(ctx, symbol, "active").await?,
+        PartnerCmd::Remove { symbol } => {
+            let mut node = ctx.connect().await?;
+            let p = node
+                .client
+                .remove_partner(SymbolRequest { symbol })
+                .await
+                .rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&partner_json(&p));
+            }
+            println!("removed partner {} ({})", p.symbol, p.name);
+        }
+    }
+    Ok(())
+}
+
+async fn set_status(ctx: &Ctx, symbol: String, status: &str) -> anyhow::Result<()> {
+    let mut node = ctx.connect().await?;
+    let request = SetPartnerStatusRequest {
+        symbol,
+        status: status.to_owned(),
+    };
+    let p = node
+        .client
+        .set_partner_status(request)
+        .await
+        .rpc(&node.url)?;
+    if ctx.json {
+        return print_json(&partner_json(&p));
+    }
+    println!("partner {} ({}) is now {}", p.symbol, p.name, p.status);
+    Ok(())
+}

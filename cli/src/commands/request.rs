@@ -1,0 +1,132 @@
+//! `rota request …`: borrowing requests.
+
+use rota_proto::staff::{Citation, CreateRequestRequest, IdRequest, ListRequest};
+
+use super::or_empty;
+use crate::RequestCmd;
+use crate::context::{Ctx, RpcResult};
+use crate::output::{
+    borrowing_json, current_lender, identifiers, print_fields, print_json, rota_table, table, time,
+};
+
+pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
+    match cmd {
+        RequestCmd::Create(a) => {
+            let request = CreateRequestRequest {
+                citation: Some(Citation {
+                    title: a.title,
+                    author: or_empty(a.author),
+                    isbn: or_empty(a.isbn),
+                    issn: or_empty(a.issn),
+                    oclc: or_empty(a.oclc),
+                    lccn: or_empty(a.lccn),
+                    format: a.format,
+                }),
+                patron_id: a.patron,
+                note: or_empty(a.note),
+                need_before: a
+                    .need_before
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            };
+            let mut node = ctx.connect().await?;
+            let r = node.client.create_request(request).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&borrowing_json(&r));
+            }
+            let rota = if r.rota.is_empty() {
+                "empty: no active partner with a borrowing agreement takes this format".to_owned()
+            } else {
+                r.rota
+                    .iter()
+                    .map(|e| e.partner.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            };
+            print_fields(&[
+                ("id", r.id.clone()),
+                ("state", r.state.clone()),
+                (
+                    "title",
+                    r.citation
+                        .as_ref()
+                        .map(|c| c.title.clone())
+                        .unwrap_or_default(),
+                ),
+                ("rota", rota),
+                (
+                    "asking now",
+                    r.rota
+                        .get(r.position as usize)
+                        .map(|e| e.partner.clone())
+                        .unwrap_or_default(),
+                ),
+                ("supplier", r.supplier.clone()),
+            ]);
+            println!("\nFollow it with:\n  rota request show {}", r.id);
+        }
+        RequestCmd::List { status, limit } => {
+            let mut node = ctx.connect().await?;
+            let request = ListRequest {
+                status: or_empty(status),
+                limit,
+            };
+            let list = node.client.list_requests(request).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&list.requests.iter().map(borrowing_json).collect());
+            }
+            if list.requests.is_empty() {
+                println!("No borrowing requests.");
+                return Ok(());
+            }
+            let mut t = table(["id", "state", "title", "lender", "created"]);
+            for r in &list.requests {
+                t.add_row([
+                    r.id.clone(),
+                    r.state.clone(),
+                    r.citation
+                        .as_ref()
+                        .map(|c| c.title.clone())
+                        .unwrap_or_default(),
+                    current_lender(r),
+                    time(r.created_at_unix_ms),
+                ]);
+            }
+            println!("{t}");
+        }
+        RequestCmd::Show { id } => {
+            let mut node = ctx.connect().await?;
+            let r = node
+                .client
+                .get_request(IdRequest { id })
+                .await
+                .rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&borrowing_json(&r));
+            }
+            let c = r.citation.clone().unwrap_or_default();
+            print_fields(&[
+                ("id", r.id.clone()),
+                ("state", r.state.clone()),
+                ("title", c.title.clone()),
+                ("author", c.author.clone()),
+                ("identifiers", identifiers(&c)),
+                ("format", c.format.clone()),
+                ("patron", r.patron_id.clone()),
+                ("note", r.note.clone()),
+                ("need before", r.need_before.clone()),
+                ("supplier", r.supplier.clone()),
+                ("created", time(r.created_at_unix_ms)),
+                ("updated", time(r.updated_at_unix_ms)),
+            ]);
+            println!("\nRota:");
+            if r.rota.is_empty() {
+                println!("(empty: no partner could be asked)");
+            } else {
+                println!("{}", rota_table(&r));
+            }
+            crate::output::print_timeline(&r.timeline);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! Output: tables, `key: value` lines, JSON, and timestamps.
+//!
+//! Readable output goes through [`table`] and [`print_fields`]; `--json` output through
+//! [`print_json`] and the `*_json` builders, which name timestamp fields without their
+//! `_unix_ms` suffix and write them as RFC 3339 strings.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::{ContentArrangement, Table, presets};
+use rota_proto::staff::{
+    Agreement, BorrowingRequest, Citation, Item, LendingRequest, Partner, RotaEntry, TimelineEvent,
+};
+use serde_json::{Value, json};
+
+use crate::duration::format_duration;
+
+fn datetime(ms: i64) -> Option<DateTime<Utc>> {
+    if ms == 0 {
+        None
+    } else {
+        DateTime::from_timestamp_millis(ms)
+    }
+}
+
+/// A timestamp for people: `YYYY-MM-DD HH:MM:SSZ` (UTC), or empty when unset.
+pub fn time(ms: i64) -> String {
+    datetime(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A timestamp for JSON: an RFC 3339 string, or null when unset.
+pub fn time_json(ms: i64) -> Value {
+    datetime(ms)
+        .map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// Print a JSON value on stdout.
+pub fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A table with a header row, sized to the terminal when there is one.
+pub fn table<const N: usize>(header: [&str; N]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    t
+}
+
+/// Print `key: value` lines with the values aligned, leaving out empty values.
+pub fn print_fields(fields: &[(&str, String)]) {
+    print!("{}", fields_text(fields));
+}
+
+fn fields_text(fields: &[(&str, String)]) -> String {
+    let shown: Vec<_> = fields.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let width = shown.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    shown
+        .iter()
+        .map(|(k, v)| format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1))
+        .collect()
+}
+
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+/// A list of formats for people: empty means every format.
+pub fn formats(list: &[String]) -> String {
+    if list.is_empty() {
+        "all".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The identifiers of a citation, e.g. `ISBN 9780142437247, OCLC 123`.
+pub fn identifiers(c: &Citation) -> String {
+    [
+        ("ISBN", &c.isbn),
+        ("ISSN", &c.issn),
+        ("OCLC", &c.oclc),
+        ("LCCN", &c.lccn),
+    ]
+    .iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k} {v}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+pub fn agreement_json(a: &Agreement) -> Value {
+    json!({
+        "partner": a.partner,
+        "configured": a.configured,
+        "lend": a.lend,
+        "borrow": a.borrow,
+        "loan_days": a.loan_days,
+        "renewals": a.renewals,
+        "max_outstanding": a.max_outstanding,
+        "formats": a.formats,
+        "expiry_seconds": a.expiry_seconds,
+        "updated_at": time_json(a.updated_at_unix_ms),
+    })
+}
+
+/// The agreement as `key: value` pairs.
+pub fn agreement_fields(a: &Agreement) -> Vec<(&'static str, String)> {
+    if !a.configured {
+        return vec![
+            ("partner", a.partner.clone()),
+            (
+                "agreement",
+                "none yet (set one with `rota agreement set`)".to_owned(),
+            ),
+        ];
+    }
+    vec![
+        ("partner", a.partner.clone()),
+        ("lend", yes_no(a.lend)),
+        ("borrow", yes_no(a.borrow)),
+        ("loan days", a.loan_days.to_string()),
+        ("renewals", a.renewals.to_string()),
+        ("max outstanding", a.max_outstanding.to_string()),
+        ("formats", formats(&a.formats)),
+        ("expiry", format_duration(a.expiry_seconds)),
+        ("updated", time(a.updated_at_unix_ms)),
+    ]
+}
+
+pub fn partner_json(p: &Partner) -> Value {
+    json!({
+        "symbol": p.symbol,
+        "name": p.name,
+        "endpoint": p.endpoint,
+        "tier": p.tier,
+        "priority": p.priority,
+        "status": p.status,
+        "fingerprint": p.fingerprint,
+        "added_at": time_json(p.added_at_unix_ms),
+        "updated_at": time_json(p.updated_at_unix_ms),
+        "agreement": p.agreement.as_ref().map(agreement_json),
+        "pending_messages": p.pending_messages,
+        "last_delivery_error": p.last_delivery_error,
+    })
+}
+
+pub fn print_partner(p: &Partner) {
+    let mut fields = vec![
+        ("symbol", p.symbol.clone()),
+        ("name", p.name.clone()),
+        ("endpoint", p.endpoint.clone()),
+        ("tier", p.tier.clone()),
+        ("priority", p.priority.to_string()),
+        ("status", p.status.clone()),
+        ("fingerprint", p.fingerprint.clone()),
+        ("added", time(p.added_at_unix_ms)),
+        ("updated", time(p.updated_at_unix_ms)),
+        ("pending messages", p.pending_messages.to_string()),
+        ("last delivery error", p.last_delivery_error.clone()),
+    ];
+    match &p.agreement {
+        Some(a) if a.configured => {
+            fields.push(("lend", yes_no(a.lend)));
+            fields.push(("borrow", yes_no(a.borrow)));
+            fields.push(("loan days", a.loan_days.to_string()));
+            fields.push(("renewals", a.renewals.to_string()));
+            fields.push(("max outstanding", a.max_outstanding.to_string()));
+            fields.push(("formats", formats(&a.formats)));
+            fields.push(("expiry", format_duration(a.expiry_seconds)));
+        }
+        _ => fields.push((
+            "agreement",
+            format!("none yet (set one with `rota agreement set {}`)", p.symbol),
+        )),
+    }
+    print_fields(&fields);
+}
+
+pub fn item_json(i: &Item) -> Value {
+    json!({
+        "barcode": i.barcode,
+        "title": i.title,
+        "author": i.author,
+        "publisher": i.publisher,
+        "year": i.year,
+        "isbn": i.isbn,
+        "issn": i.issn,
+        "oclc": i.oclc,
+        "lccn": i.lccn,
+        "format": i.format,
+        "call_number": i.call_number,
+        "location": i.location,
+        "policy": i.policy,
+        "status": i.status,
+        "updated_at": time_json(i.updated_at_unix_ms),
+    })
+}
+
+pub fn print_item(i: &Item) {
+    print_fields(&[
+        ("barcode", i.barcode.clone()),
+        ("title", i.title.clone()),
+        ("author", i.author.clone()),
+        ("publisher", i.publisher.clone()),
+        ("year", i.year.clone()),
+        ("isbn", i.isbn.clone()),
+        ("issn", i.issn.clone()),
+        ("oclc", i.oclc.clone()),
+        ("lccn", i.lccn.clone()),
+        ("format", i.format.clone()),
+        ("call number", i.call_number.clone()),
+        ("location", i.location.clone()),
+        ("policy", i.policy.clone()),
+        ("status", i.status.clone()),
+        ("updated", time(i.updated_at_unix_ms)),
+    ]);
+}
+
+pub fn citation_json(c: Option<&Citation>) -> Value {
+    let c = c.cloned().unwrap_or_default();
+    json!({
+        "title": c.title,
+        "author": c.author,
+        "isbn": c.isbn,
+        "issn": c.issn,
+        "oclc": c.oclc,
+        "lccn": c.lccn,
+        "format": c.format,
+    })
+}
+
+fn rota_entry_json(r: &RotaEntry) -> Value {
+    json!({
+        "partner": r.partner,
+        "tier": r.tier,
+        "priority": r.priority,
+        "outcome": r.outcome,
+        "reason": r.reason,
+    })
+}
+
+fn event_json(e: &TimelineEvent) -> Value {
+    json!({
+        "at": time_json(e.at_unix_ms),
+        "actor": e.actor,
+        "event": e.event,
+        "state": e.state,
+        "detail": e.detail,
+        "partner": e.partner,
+    })
+}
+
+pub fn borrowing_json(r: &BorrowingRequest) -> Value {
+    json!({
+        "id": r.id,
+        "state": r.state,
+        "citation": citation_json(r.citation.as_ref()),
+        "patron_id": r.patron_id,
+        "note": r.note,
+        "need_before": r.need_before,
+        "rota": r.rota.iter().map(rota_entry_json).collect::<Vec<_>>(),
+        "position": r.position,
+        "supplier": r.supplier,
+        "created_at": time_json(r.created_at_unix_ms),
+        "updated_at": time_json(r.updated_at_unix_ms),
+        "timeline": r.timeline.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn lending_json(r: &LendingRequest) -> Value {
+    json!({
+        "id": r.id,
+        "borrower": r.borrower,
+        "state": r.state,
+        "citation": citation_json(r.citation.as_ref()),
+        "item_barcode": r.item_barcode,
+        "item_title": r.item_title,
+        "item_call_number": r.item_call_number,
+        "item_location": r.item_location,
+        "reason_unfilled": r.reason_unfilled,
+        "note": r.note,
+        "created_at": time_json(r.created_at_unix_ms),
+        "updated_at": time_json(r.updated_at_unix_ms),
+        "timeline": r.timeline.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The partner a borrowing request is with now: its supplier, or the lender being asked.
+pub fn current_lender(r: &BorrowingRequest) -> String {
+    if !r.supplier.is_empty() {
+        return r.supplier.clone();
+    }
+    match r.rota.get(r.position as usize) {
+        Some(entry) => format!("{} (asked)", entry.partner),
+        None => String::new(),
+    }
+}
+
+/// The rota of a request as a table.
+pub fn rota_table(r: &BorrowingRequest) -> Table {
+    let mut t = table(["#", "partner", "tier", "priority", "outcome", "reason"]);
+    for (n, e) in r.rota.iter().enumerate() {
+        t.add_row([
+            (n + 1).to_string(),
+            e.partner.clone(),
+            e.tier.clone(),
+            e.priority.to_string(),
+            e.outcome.clone(),
+            e.reason.clone(),
+        ]);
+    }
+    t
+}
+
+/// A timeline under its heading.
+pub fn print_timeline(events: &[TimelineEvent]) {
+    println!("\nTimeline:");
+    if events.is_empty() {
+        println!("(no events yet)");
+    } else {
+        println!("{}", timeline_table(events));
+    }
+}
+
+/// A timeline as a table.
+pub fn timeline_table(events: &[TimelineEvent]) -> Table {
+    let mut t = table(["time", "actor", "event", "state", "detail"]);
+    for e in events {
+        let names_partner = e.partner.is_empty() || e.actor == format!("partner:{}", e.partner);
+        let event = if names_partner {
+            e.event.clone()
+        } else {
+            format!("{} ({})", e.event, e.partner)
+        };
+        t.add_row([
+            time(e.at_unix_ms),
+            e.actor.clone(),
+            event,
+            e.state.clone(),
+            e.detail.clone(),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        // 2024-05-01T12:34:56.789Z
+        let ms = 1_714_566_896_789;
+        assert_eq!(time(ms), "2024-05-01 12:34:56Z");
+        assert_eq!(time_json(ms), json!("2024-05-01T12:34:56.789Z"));
+        assert_eq!(time(0), "");
+        assert_eq!(time_json(0), Value::Null);
+    }
+
+    #[test]
+    fn fields_are_aligned_and_empty_ones_left_out() {
+        let text = fields_text(&[
+            ("id", "r1".into()),
+            ("author", String::new()),
+            ("state", "new".into()),
+        ]);
+        assert_eq!(text, "id:    r1\nstate: new\n");
+    }
+
+    #[test]
+    fn json_names_timestamps_without_suffix() {
+        let p = Partner {
+            symbol: "DGW".into(),
+            added_at_unix_ms: 1_714_566_896_789,
+            ..Default::default()
+        };
+        let v = partner_json(&p);
+        assert_eq!(v["added_at"], json!("2024-05-01T12:34:56.789Z"));
+        assert!(v.get("added_at_unix_ms").is_none());
+        assert_eq!(v["updated_at"], Value::Null);
+    }
+
+    #[test]
+    fn current_lender_is_supplier_or_asked_partner() {
+        let mut r = BorrowingRequest {
+            rota: vec![
+                RotaEntry {
+                    partner: "AAA".into(),
+                    ..Default::default()
+                },
+                RotaEntry {
+                    partner: "BBB".into(),
+                    ..Default::default()
+                },
+            ],
+            position: 1,
+            ..Default::default()
+        };
+        assert_eq!(current_lender(&r), "BBB (asked)");
+        r.position = 2;
+        assert_eq!(current_lender(&r), "");
+        r.supplier = "BBB".into();
+        assert_eq!(current_lender(&r), "BBB");
+    }
+
+    #[test]
+    fn identifier_list() {
+        let c = Citation {
+            isbn: "978".into(),
+            oclc: "12".into(),
+            ..Default::default()
+        };
+        assert_eq!(identifiers(&c), "ISBN 978, OCLC 12");
+    }
+}

@@ -1,0 +1,374 @@
+//! The `rota` binary as a librarian meets it: help, missing or broken profiles, and the
+//! checks made before anything is sent to a node.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rota_certs::issue::CaBundle;
+use rota_certs::{Card, StaffUser, Symbol};
+
+fn rota(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(args)
+        .env_remove("ROTA_PROFILE")
+        .output()
+        .expect("run rota")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const NO_PROFILE: &str = "error: no profile: pass --profile PATH or set ROTA_PROFILE \
+                          (rota-node init prints the path of the admin profile)";
+
+#[test]
+fn help_lists_the_command_groups() {
+    let o = rota(&["--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for group in [
+        "whoami",
+        "card",
+        "partner",
+        "staff",
+        "holdings",
+        "agreement",
+        "request",
+        "lending",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(group)),
+            "--help does not list {group}:\n{out}"
+        );
+    }
+    assert!(out.contains("--profile") && out.contains("--json"), "{out}");
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    let commands: &[&[&str]] = &[
+        &["whoami"],
+        &["card", "export"],
+        &["partner", "add"],
+        &["partner", "list"],
+        &["partner", "show"],
+        &["partner", "suspend"],
+        &["partner", "resume"],
+        &["partner", "remove"],
+        &["staff", "issue"],
+        &["holdings", "add"],
+        &["holdings", "import"],
+        &["holdings", "search"],
+        &["holdings", "show"],
+        &["agreement", "set"],
+        &["agreement", "show"],
+        &["request", "create"],
+        &["request", "list"],
+        &["request", "show"],
+        &["lending", "list"],
+        &["lending", "show"],
+    ];
+    for cmd in commands {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let o = rota(&args);
+        assert_eq!(o.status.code(), Some(0), "{cmd:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains("Example"),
+            "{cmd:?} --help has no example:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("rota {}", cmd.join(" "))),
+            "{cmd:?} example:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn no_profile_is_explained() {
+    let o = rota(&["partner", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+    assert!(o.stdout.is_empty());
+    // Global options are accepted after the subcommand too.
+    let o = rota(&["partner", "list", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+}
+
+#[test]
+fn profile_from_the_environment() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["whoami"])
+        .env("ROTA_PROFILE", "/nonexistent/env-profile.toml")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/env-profile.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn missing_profile_file_is_named() {
+    let o = rota(&["--profile", "/nonexistent/p.toml", "whoami"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("/nonexistent/p.toml"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(rota(&["partner", "frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        rota(&["partner", "add", "x.card", "--tier", "gold"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        rota(&["request", "create", "--title", "T"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn import_help_lists_every_column() {
+    let o = rota(&["holdings", "import", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for column in [
+        "barcode",
+        "title",
+        "author",
+        "publisher",
+        "year",
+        "isbn",
+        "issn",
+        "oclc",
+        "lccn",
+        "format",
+        "call_number",
+        "location",
+        "policy",
+        "status",
+    ] {
+        assert!(
+            out.contains(column),
+            "import --help does not list {column}:\n{out}"
+        );
+    }
+    assert!(out.contains("nothing is written"), "{out}");
+}
+
+#[test]
+fn bad_expiry_names_the_option_before_any_profile_is_needed() {
+    for bad in ["5 weeks", "5w", "soon", "0s"] {
+        let o = rota(&["agreement", "set", "DGW", "--expiry", bad]);
+        assert_ne!(o.status.code(), Some(0));
+        let err = stderr(&o);
+        assert!(err.contains("--expiry"), "{bad}: {err}");
+        assert!(!err.contains("no profile"), "{bad}: {err}");
+    }
+    // Typed unquoted, the number alone is checked and refused.
+    let o = rota(&["agreement", "set", "DGW", "--expiry", "5", "weeks"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--expiry"), "{}", stderr(&o));
+    // A stray word after a good value is a usage error too.
+    let o = rota(&["agreement", "set", "DGW", "--expiry", "5d", "weeks"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("'weeks'"), "{}", stderr(&o));
+    // A good one gets as far as needing a profile.
+    let o = rota(&["agreement", "set", "DGW", "--expiry", "4d", "--lend", "yes"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+    let o = rota(&["agreement", "set", "DGW", "--lend", "perhaps"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--lend"));
+}
+
+#[test]
+fn import_checks_the_file_before_needing_a_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("books.csv");
+    std::fs::write(&file, "barcode,title,shelf\nB1,Moby Dick,3\n").unwrap();
+    let o = rota(&["holdings", "import", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("unknown column \"shelf\""), "{err}");
+
+    std::fs::write(&file, "barcode,title\nB1,Moby Dick\nB2,\"unclosed,x\nB3\n").unwrap();
+    let o = rota(&["holdings", "import", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("line"), "{}", stderr(&o));
+
+    let o = rota(&["holdings", "import", "/nonexistent/books.csv"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/books.csv"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A good file gets as far as needing a profile.
+    std::fs::write(&file, "title,barcode\nMoby Dick,B1\n").unwrap();
+    let o = rota(&["holdings", "import", file.to_str().unwrap()]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+}
+
+fn write_card(dir: &Path) -> (std::path::PathBuf, String) {
+    let symbol = Symbol::parse("DGW").unwrap();
+    let ca = CaBundle::generate(&symbol, "George Washington University Libraries").unwrap();
+    let card = Card::new(
+        symbol,
+        "George Washington University Libraries".into(),
+        "https://rota.library.example:7443".into(),
+        ca.cert_pem.clone(),
+    )
+    .unwrap();
+    let path = dir.join("dgw.card");
+    std::fs::write(&path, card.to_text()).unwrap();
+    (path, card.fingerprint())
+}
+
+#[test]
+fn partner_add_checks_the_card_and_fingerprint_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let (card, fingerprint) = write_card(dir.path());
+    let card = card.to_str().unwrap();
+
+    let wrong = "SHA256:00112233";
+    let o = rota(&[
+        "partner",
+        "add",
+        card,
+        "--tier",
+        "p2p",
+        "--fingerprint",
+        wrong,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("Partner card: DGW (George Washington University Libraries) at https://rota.library.example:7443"), "{out}");
+    assert!(
+        out.contains(&format!("Fingerprint: {fingerprint}")),
+        "{out}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(wrong.to_ascii_lowercase().trim_start_matches("sha256:")),
+        "{err}"
+    );
+    assert!(err.contains(&fingerprint), "{err}");
+
+    // The right fingerprint, typed loosely (upper case, colons), passes the local check.
+    let hex = fingerprint
+        .trim_start_matches("SHA256:")
+        .to_ascii_uppercase();
+    let typed = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let o = rota(&[
+        "partner",
+        "add",
+        card,
+        "--tier",
+        "consortium",
+        "--fingerprint",
+        &typed,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    // With --json the card summary goes to stderr, leaving stdout for JSON.
+    assert!(
+        err.contains("Partner card: DGW") && err.contains(NO_PROFILE),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
+    // Not a card at all.
+    let junk = dir.path().join("junk.card");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let o = rota(&["partner", "add", junk.to_str().unwrap(), "--tier", "p2p"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("junk.card"), "{}", stderr(&o));
+}
+
+#[test]
+fn staff_issue_refuses_an_existing_profile_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("profile.toml"), "# old\n").unwrap();
+    let o = rota(&[
+        "staff",
+        "issue",
+        "alice",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("profile.toml already exists"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("profile.toml")).unwrap(),
+        "# old\n"
+    );
+
+    // Without a profile, nothing is left behind in a new folder.
+    let fresh = dir.path().join("fresh");
+    let o = rota(&["staff", "issue", "alice", "-o", fresh.to_str().unwrap()]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn unreachable_node_is_named() {
+    // A complete, valid profile for a node that is not listening.
+    let dir = tempfile::tempdir().unwrap();
+    let symbol = Symbol::parse("DGW").unwrap();
+    let user = StaffUser::parse("admin").unwrap();
+    let ca = CaBundle::generate(&symbol, "Test Library").unwrap();
+    let staff = ca.issue_staff(&symbol, &user).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("https://127.0.0.1:{port}");
+    rota_certs::files::write_public(&dir.path().join("ca.pem"), ca.cert_pem.as_bytes()).unwrap();
+    rota_certs::files::write_public(&dir.path().join("cert.pem"), staff.cert_pem.as_bytes())
+        .unwrap();
+    rota_certs::files::write_secret(&dir.path().join("key.pem"), staff.key_pem.as_bytes()).unwrap();
+    let profile = rota_certs::profile::Profile {
+        node_url: url.clone(),
+        symbol: "DGW".into(),
+        user: "admin".into(),
+        cert: "cert.pem".into(),
+        key: "key.pem".into(),
+        ca: "ca.pem".into(),
+    };
+    let path = dir.path().join("profile.toml");
+    profile.save(&path).unwrap();
+
+    let o = rota(&["--profile", path.to_str().unwrap(), "partner", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!("error: cannot reach node {url}: ")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -1,0 +1,567 @@
+//! Domain types: what a node knows about items, partners, agreements, citations and
+//! requests. No wire types (prost) and no storage types (sqlx) appear here.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use rota_certs::{StaffUser, Symbol};
+
+/// A value that failed validation, with the field it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError { field: field.into(), reason: reason.into() }
+    }
+
+    /// Prefix the field with its parent, e.g. `citation.` + `isbn`.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = format!("{parent}.{}", self.field);
+        self
+    }
+}
+
+/// Declares a string-valued enum with its names, parsing that names the field on failure.
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parse, naming `field` and the accepted values on failure.
+            pub fn parse_field(s: &str, field: &str) -> Result<Self, $crate::domain::FieldError> {
+                s.parse().map_err(|_| $crate::domain::FieldError::new(field, format!(
+                    "{s:?} is not one of {}",
+                    [$($text),+].join(", ")
+                )))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($text => Ok($name::$variant),)+ _ => Err(()) }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+named_enum!(
+    /// Where a partner sits in the rota: consortium partners are asked first, then wider
+    /// peer-to-peer partners, then the last-resort ILL service.
+    Tier { Consortium = "consortium", P2p = "p2p", LastResort = "last_resort" }
+);
+
+impl Tier {
+    /// Sort rank: lower is asked first.
+    pub fn rank(self) -> u8 {
+        match self {
+            Tier::Consortium => 0,
+            Tier::P2p => 1,
+            Tier::LastResort => 2,
+        }
+    }
+}
+
+named_enum!(
+    /// Whether a partner may connect and is asked to lend.
+    PartnerStatus { Active = "active", Suspended = "suspended" }
+);
+
+named_enum!(
+    /// An item's resource-sharing policy.
+    Policy { Lendable = "lendable", NotLendable = "not_lendable", LibraryUseOnly = "library_use_only" }
+);
+
+named_enum!(
+    /// An item's circulation status.
+    ItemStatus { Available = "available", OnLoan = "on_loan", Reserved = "reserved", Missing = "missing", InProcess = "in_process" }
+);
+
+named_enum!(
+    /// ISO 18626 ReasonUnfilled.
+    ReasonUnfilled {
+        NotHeld = "NotHeld",
+        NotOnShelf = "NotOnShelf",
+        NonCirculating = "NonCirculating",
+        NotAvailableForIll = "NotAvailableForILL",
+        PolicyProblem = "PolicyProblem",
+        PoorCondition = "PoorCondition",
+    }
+);
+
+named_enum!(
+    /// ISO 18626 SupplierMessage status.
+    SupplierStatus {
+        ExpectToSupply = "ExpectToSupply",
+        WillSupply = "WillSupply",
+        Loaned = "Loaned",
+        Overdue = "Overdue",
+        Recalled = "Recalled",
+        RetryPossible = "RetryPossible",
+        Unfilled = "Unfilled",
+        LoanCompleted = "LoanCompleted",
+        CompletedWithoutReturn = "CompletedWithoutReturn",
+        Cancelled = "Cancelled",
+    }
+);
+
+named_enum!(
+    /// ISO 18626 ReasonForMessage.
+    ReasonForMessage {
+        RequestResponse = "RequestResponse",
+        StatusChange = "StatusChange",
+        CancelResponse = "CancelResponse",
+        RenewResponse = "RenewResponse",
+        Notification = "Notification",
+    }
+);
+
+named_enum!(
+    /// ISO 18626 RequesterMessage action.
+    RequesterAction {
+        Received = "Received",
+        ShippedReturn = "ShippedReturn",
+        Cancel = "Cancel",
+        Renew = "Renew",
+        Lost = "Lost",
+        StatusRequest = "StatusRequest",
+        Notification = "Notification",
+    }
+);
+
+/// Who caused a state change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Actor {
+    Staff(String),
+    Partner(Symbol),
+    /// The node itself: automatic decisions and timers.
+    Node,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Staff(u) => write!(f, "staff:{u}"),
+            Actor::Partner(s) => write!(f, "partner:{s}"),
+            Actor::Node => f.write_str("node"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Identifiers
+
+/// Validate an ISBN-10 or ISBN-13 (hyphens, spaces and a trailing qualifier such as
+/// "(pbk.)" are ignored) and return it as ISBN-13.
+pub fn normalise_isbn(raw: &str) -> Result<String, String> {
+    let head = raw.trim().split(['(', ' ']).next().unwrap_or("");
+    let head = raw.trim().split_once(" (").map_or(head, |(h, _)| h);
+    let digits: String = head.chars().filter(|c| !matches!(c, '-' | ' ')).collect::<String>().to_ascii_uppercase();
+    match digits.len() {
+        10 => {
+            let b = digits.as_bytes();
+            if !b[..9].iter().all(u8::is_ascii_digit) || !(b[9].is_ascii_digit() || b[9] == b'X') {
+                return Err(format!("{raw:?} is not an ISBN: only digits and a final X are allowed"));
+            }
+            let sum: u32 = b.iter().enumerate().map(|(i, &c)| {
+                let v = if c == b'X' { 10 } else { u32::from(c - b'0') };
+                v * (10 - i as u32)
+            }).sum();
+            if sum % 11 != 0 {
+                return Err(format!("{raw:?} has a wrong ISBN-10 check digit"));
+            }
+            let core = format!("978{}", &digits[..9]);
+            Ok(format!("{core}{}", isbn13_check(&core)))
+        }
+        13 => {
+            if !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(format!("{raw:?} is not an ISBN: only digits are allowed in ISBN-13"));
+            }
+            if !digits.starts_with("978") && !digits.starts_with("979") {
+                return Err(format!("{raw:?} is not an ISBN-13 (must start 978 or 979)"));
+            }
+            if isbn13_check(&digits[..12]) != digits.as_bytes()[12] as char {
+                return Err(format!("{raw:?} has a wrong ISBN-13 check digit"));
+            }
+            Ok(digits)
+        }
+        n => Err(format!("{raw:?} is not an ISBN: expected 10 or 13 digits, found {n}")),
+    }
+}
+
+fn isbn13_check(first12: &str) -> char {
+    let sum: u32 = first12.bytes().enumerate().map(|(i, c)| u32::from(c - b'0') * if i % 2 == 0 { 1 } else { 3 }).sum();
+    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
+}
+
+/// Validate an ISSN (`1234-5679`, hyphen optional) and return it as `NNNN-NNNC`.
+pub fn normalise_issn(raw: &str) -> Result<String, String> {
+    let d: String = raw.trim().chars().filter(|c| *c != '-').collect::<String>().to_ascii_uppercase();
+    let b = d.as_bytes();
+    if b.len() != 8 || !b[..7].iter().all(u8::is_ascii_digit) || !(b[7].is_ascii_digit() || b[7] == b'X') {
+        return Err(format!("{raw:?} is not an ISSN (NNNN-NNNN)"));
+    }
+    let sum: u32 = b[..7].iter().enumerate().map(|(i, c)| u32::from(c - b'0') * (8 - i as u32)).sum();
+    let check = (11 - sum % 11) % 11;
+    let want = if check == 10 { b'X' } else { b'0' + check as u8 };
+    if b[7] != want {
+        return Err(format!("{raw:?} has a wrong ISSN check digit"));
+    }
+    Ok(format!("{}-{}", &d[..4], &d[4..]))
+}
+
+/// Normalise an OCLC number: the (OCoLC), ocm, ocn and on prefixes and leading zeros go.
+pub fn normalise_oclc(raw: &str) -> Result<String, String> {
+    let mut s = raw.trim();
+    for p in ["(OCoLC)", "ocm", "ocn", "on"] {
+        if let Some(rest) = s.strip_prefix(p) {
+            s = rest.trim();
+        }
+    }
+    let s = s.trim_start_matches('0');
+    if s.is_empty() || s.len() > 15 || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{raw:?} is not an OCLC number"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Normalise an LCCN by the Library of Congress rules: remove blanks, drop anything after a
+/// slash, and zero-pad the serial after a hyphen to six digits ("n78-890351" → "n78890351").
+pub fn normalise_lccn(raw: &str) -> Result<String, String> {
+    let s: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    let s = s.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let s = match s.split_once('-') {
+        Some((prefix, serial)) if serial.bytes().all(|c| c.is_ascii_digit()) && serial.len() <= 6 => {
+            format!("{prefix}{serial:0>6}")
+        }
+        Some(_) => return Err(format!("{raw:?} is not an LCCN")),
+        None => s,
+    };
+    let digits = s.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let prefix = &s[..s.len() - digits];
+    if !(8..=10).contains(&digits) || prefix.len() > 3 || !prefix.bytes().all(|c| c.is_ascii_lowercase()) {
+        return Err(format!("{raw:?} is not an LCCN"));
+    }
+    Ok(s)
+}
+
+/// The fallback match key for a citation without identifiers: lowercased title without
+/// punctuation, leading article or subtitle, plus the author's first name word.
+pub fn title_key(title: &str, author: &str) -> String {
+    fn words(s: &str) -> Vec<String> {
+        s.chars()
+            .map(|c| if c.is_alphanumeric() { c.to_lowercase().next().unwrap_or(c) } else { ' ' })
+            .collect::<String>()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+    let main_title = title.split([':', '/', ';', '=']).next().unwrap_or(title);
+    let mut t = words(main_title);
+    if t.len() > 1 && matches!(t[0].as_str(), "the" | "a" | "an") {
+        t.remove(0);
+    }
+    let a = words(author).into_iter().next().unwrap_or_default();
+    format!("{}|{a}", t.join(" "))
+}
+
+/// Check a free-text field: trimmed, at most `max` characters, no control characters.
+pub fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<String, FieldError> {
+    let v = value.trim();
+    if required && v.is_empty() {
+        return Err(FieldError::new(field, "is required"));
+    }
+    if v.chars().count() > max {
+        return Err(FieldError::new(field, format!("is longer than {max} characters")));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(FieldError::new(field, "contains a control character"));
+    }
+    Ok(v.to_owned())
+}
+
+/// A format name: `book`, `dvd`, `journal`… lowercase letters, digits and `_`, 1–32 long.
+pub fn check_format(field: &str, value: &str) -> Result<String, FieldError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 32 || !v.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') {
+        return Err(FieldError::new(field, format!("{v:?} is not a format name (lowercase letters, digits, _)")));
+    }
+    Ok(v.to_owned())
+}
+
+/// A date `YYYY-MM-DD`.
+pub fn check_date(field: &str, value: &str) -> Result<Option<chrono::NaiveDate>, FieldError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| FieldError::new(field, format!("{v:?} is not a date (YYYY-MM-DD)")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Citations, items, agreements
+
+/// What a request asks for, validated and normalised.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citation {
+    pub title: String,
+    pub author: String,
+    pub isbn: Option<String>,
+    pub issn: Option<String>,
+    pub oclc: Option<String>,
+    pub lccn: Option<String>,
+    pub format: String,
+    pub publisher: String,
+    pub year: String,
+}
+
+/// Unchecked citation fields, as they arrive.
+#[derive(Clone, Debug, Default)]
+pub struct RawCitation<'a> {
+    pub title: &'a str,
+    pub author: &'a str,
+    pub isbn: &'a str,
+    pub issn: &'a str,
+    pub oclc: &'a str,
+    pub lccn: &'a str,
+    pub format: &'a str,
+    pub publisher: &'a str,
+    pub year: &'a str,
+}
+
+fn opt_id(field: &str, raw: &str, f: fn(&str) -> Result<String, String>) -> Result<Option<String>, FieldError> {
+    if raw.trim().is_empty() { Ok(None) } else { f(raw).map(Some).map_err(|r| FieldError::new(field, r)) }
+}
+
+impl Citation {
+    pub fn parse(raw: RawCitation<'_>) -> Result<Self, FieldError> {
+        let c = Citation {
+            title: check_text("title", raw.title, 500, true)?,
+            author: check_text("author", raw.author, 300, false)?,
+            isbn: opt_id("isbn", raw.isbn, normalise_isbn)?,
+            issn: opt_id("issn", raw.issn, normalise_issn)?,
+            oclc: opt_id("oclc", raw.oclc, normalise_oclc)?,
+            lccn: opt_id("lccn", raw.lccn, normalise_lccn)?,
+            format: if raw.format.trim().is_empty() { "book".into() } else { check_format("format", raw.format)? },
+            publisher: check_text("publisher", raw.publisher, 300, false)?,
+            year: check_text("year", raw.year, 16, false)?,
+        };
+        Ok(c)
+    }
+
+    pub fn has_identifier(&self) -> bool {
+        self.isbn.is_some() || self.issn.is_some() || self.oclc.is_some() || self.lccn.is_some()
+    }
+
+    /// A short label for logs and tables: the first identifier, else the title.
+    pub fn label(&self) -> String {
+        if let Some(i) = &self.isbn { return format!("ISBN {i}"); }
+        if let Some(i) = &self.oclc { return format!("OCLC {i}"); }
+        if let Some(i) = &self.lccn { return format!("LCCN {i}"); }
+        if let Some(i) = &self.issn { return format!("ISSN {i}"); }
+        self.title.chars().take(60).collect()
+    }
+}
+
+/// One item (copy) in the holdings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub barcode: String,
+    pub title: String,
+    pub author: String,
+    pub publisher: String,
+    pub year: String,
+    pub isbn: Option<String>,
+    pub issn: Option<String>,
+    pub oclc: Option<String>,
+    pub lccn: Option<String>,
+    pub format: String,
+    pub location: String,
+    pub call_number: String,
+    pub policy: Policy,
+    pub status: ItemStatus,
+}
+
+/// Unchecked item fields, as they arrive from staff.
+#[derive(Clone, Debug, Default)]
+pub struct RawItem<'a> {
+    pub barcode: &'a str,
+    pub citation: RawCitation<'a>,
+    pub location: &'a str,
+    pub call_number: &'a str,
+    pub policy: &'a str,
+    pub status: &'a str,
+}
+
+impl Item {
+    pub fn parse(raw: RawItem<'_>) -> Result<Self, FieldError> {
+        let barcode = check_text("barcode", raw.barcode, 64, true)?;
+        if barcode.chars().any(char::is_whitespace) {
+            return Err(FieldError::new("barcode", "must not contain spaces"));
+        }
+        let c = Citation::parse(raw.citation)?;
+        Ok(Item {
+            barcode,
+            title: c.title,
+            author: c.author,
+            publisher: c.publisher,
+            year: c.year,
+            isbn: c.isbn,
+            issn: c.issn,
+            oclc: c.oclc,
+            lccn: c.lccn,
+            format: c.format,
+            location: check_text("location", raw.location, 200, false)?,
+            call_number: check_text("call_number", raw.call_number, 200, false)?,
+            policy: if raw.policy.trim().is_empty() { Policy::Lendable } else { Policy::parse_field(raw.policy.trim(), "policy")? },
+            status: if raw.status.trim().is_empty() { ItemStatus::Available } else { ItemStatus::parse_field(raw.status.trim(), "status")? },
+        })
+    }
+
+    pub fn title_key(&self) -> String {
+        title_key(&self.title, &self.author)
+    }
+}
+
+/// The terms this library has set with one partner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// False until staff set it: an unconfigured partner is neither lent to nor asked.
+    pub configured: bool,
+    pub lend: bool,
+    pub borrow: bool,
+    pub loan_days: u32,
+    pub renewals: u32,
+    pub max_outstanding: u32,
+    /// Formats lent; empty means every format.
+    pub formats: Vec<String>,
+    pub expiry_seconds: u64,
+}
+
+impl Default for Agreement {
+    fn default() -> Self {
+        Agreement {
+            configured: false,
+            lend: false,
+            borrow: false,
+            loan_days: 28,
+            renewals: 1,
+            max_outstanding: 50,
+            formats: Vec::new(),
+            expiry_seconds: 4 * 24 * 3600,
+        }
+    }
+}
+
+impl Agreement {
+    pub fn lends_format(&self, format: &str) -> bool {
+        self.formats.is_empty() || self.formats.iter().any(|f| f == format)
+    }
+}
+
+/// A partner library as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub symbol: Symbol,
+    pub name: String,
+    pub endpoint: String,
+    pub ca_pem: String,
+    pub fingerprint: String,
+    pub tier: Tier,
+    pub priority: u32,
+    pub status: PartnerStatus,
+    pub added_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Parse a duration written like `30s`, `15m`, `96h` or `4d`, into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 15m, 96h or 4d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?} is not a duration like 30s, 15m, 96h or 4d")),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isbn_normalises_to_13() {
+        assert_eq!(normalise_isbn("0-19-852663-6 (pbk.)").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("0914520407").unwrap(), "9780914520402");
+        assert_eq!(normalise_isbn("978-0-19-852663-6").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("080442957X").unwrap(), "9780804429573");
+        assert!(normalise_isbn("0874669951").unwrap_err().contains("check digit"));
+        assert!(normalise_isbn("9780198526637").unwrap_err().contains("check digit"));
+        assert!(normalise_isbn("12345").is_err());
+        assert!(normalise_isbn("97801985266A6").is_err());
+    }
+
+    #[test]
+    fn other_identifiers() {
+        assert_eq!(normalise_issn("0317-8471").unwrap(), "0317-8471");
+        assert_eq!(normalise_issn("03178471").unwrap(), "0317-8471");
+        assert!(normalise_issn("0317-8472").is_err());
+        assert_eq!(normalise_oclc("(OCoLC)ocm05853149").unwrap(), "5853149");
+        assert!(normalise_oclc("(OCoLC)abc").is_err());
+        assert_eq!(normalise_lccn("n78-890351").unwrap(), "n78890351");
+        assert_eq!(normalise_lccn("   00000002 ").unwrap(), "00000002");
+        assert_eq!(normalise_lccn("2001-1114").unwrap(), "2001001114");
+        assert_eq!(normalise_lccn("85000002 /AC/r86").unwrap(), "85000002");
+        assert!(normalise_lccn("hello").is_err());
+    }
+
+    #[test]
+    fn title_keys_ignore_case_punctuation_articles_and_subtitles() {
+        assert_eq!(title_key("The Glad Reunion : meeting ourselves", "Claypool, John R."), "glad reunion|claypool");
+        assert_eq!(title_key("glad reunion", "CLAYPOOL"), "glad reunion|claypool");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), 30);
+        assert_eq!(parse_duration("96h").unwrap(), 96 * 3600);
+        assert_eq!(parse_duration("4d").unwrap(), 4 * 86400);
+        assert!(parse_duration("4").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("4w").is_err());
+    }
+
+    #[test]
+    fn enums_name_the_field() {
+        let e = Tier::parse_field("gold", "tier").unwrap_err();
+        assert_eq!(e.field, "tier");
+        assert!(e.reason.contains("consortium, p2p, last_resort"));
+    }
+}

@@ -1,0 +1,127 @@
+//! `rota-node init`: a new library's data directory, built completely or not at all.
+
+use std::path::{Path, PathBuf};
+
+use rota_certs::files::{write_public, write_secret};
+use rota_certs::profile::Profile;
+use rota_certs::{CaBundle, StaffUser, Symbol};
+
+use crate::config::{CONFIG_FILE, Config, RawConfig, RawLimits, RawOutbox};
+use crate::store::Store;
+
+/// What `init` asks for.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub data_dir: PathBuf,
+    pub symbol: String,
+    pub name: String,
+    pub listen: String,
+    pub public_url: String,
+}
+
+/// What `init` made.
+#[derive(Clone, Debug)]
+pub struct InitReport {
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub profile: PathBuf,
+    pub fingerprint: String,
+}
+
+/// The host part of `https://host:port`.
+pub fn url_host(url: &str) -> String {
+    let rest = url.trim_start_matches("https://").trim_end_matches('/');
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("").to_owned();
+    }
+    rest.rsplit_once(':').map_or(rest, |(h, _)| h).to_owned()
+}
+
+/// Create the data directory: config, institution CA, node certificate, an `admin` staff
+/// certificate with its CLI profile, and the database. Everything is built in a sibling
+/// temporary directory and renamed into place, so a failure leaves nothing behind.
+pub async fn init(opts: &InitOptions) -> anyhow::Result<InitReport> {
+    let dir = &opts.data_dir;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!("{}: already exists and is not empty; choose another --data-dir (a node is initialised once)", dir.display());
+    }
+    let raw = RawConfig {
+        symbol: opts.symbol.clone(),
+        name: opts.name.clone(),
+        listen: opts.listen.clone(),
+        public_url: opts.public_url.clone(),
+        limits: RawLimits::default(),
+        outbox: RawOutbox::default(),
+    };
+    // Check everything before writing anything.
+    let checked = Config::check(dir, Path::new("--options"), raw.clone())?;
+    let symbol: Symbol = checked.symbol.clone();
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempdir_in(parent)?;
+    let built = build(&tmp, &raw, &symbol).await;
+    let report = match built {
+        Ok(()) => {
+            if dir.exists() {
+                std::fs::remove_dir(dir)?;
+            }
+            std::fs::rename(&tmp, dir)?;
+            let abs = std::fs::canonicalize(dir)?;
+            InitReport {
+                config: abs.join(CONFIG_FILE),
+                profile: abs.join("profiles/admin/profile.toml"),
+                fingerprint: rota_certs::tls::certs_from_pem(&std::fs::read_to_string(abs.join("tls/ca.pem"))?)
+                    .map(|c| rota_certs::fingerprint_of_der(&c[0]))?,
+                data_dir: abs,
+            }
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    Ok(report)
+}
+
+fn tempdir_in(parent: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let p = parent.join(format!(".rota-init-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::DirBuilder::new().mode(0o700).create(&p)?;
+    Ok(p)
+}
+
+async fn build(dir: &Path, raw: &RawConfig, symbol: &Symbol) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mk = |p: &Path| std::fs::DirBuilder::new().mode(0o700).recursive(true).create(p);
+    mk(&dir.join("tls"))?;
+    mk(&dir.join("profiles/admin"))?;
+    let ca = CaBundle::generate(symbol, &raw.name)?;
+    let node = ca.issue_node(symbol, &[url_host(&raw.public_url)])?;
+    let admin_user = StaffUser::parse("admin")?;
+    let admin = ca.issue_staff(symbol, &admin_user)?;
+    write_public(&dir.join("tls/ca.pem"), ca.cert_pem.as_bytes())?;
+    write_secret(&dir.join("tls/ca.key"), ca.key_pem().as_bytes())?;
+    write_public(&dir.join("tls/node.pem"), node.cert_pem.as_bytes())?;
+    write_secret(&dir.join("tls/node.key"), node.key_pem.as_bytes())?;
+    let text = format!(
+        "# Rota node configuration. Keys are documented in deploy/config.example.toml.\n{}",
+        toml::to_string(raw)?
+    );
+    write_public(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    let pdir = dir.join("profiles/admin");
+    write_public(&pdir.join("cert.pem"), admin.cert_pem.as_bytes())?;
+    write_secret(&pdir.join("key.pem"), admin.key_pem.as_bytes())?;
+    write_public(&pdir.join("ca.pem"), ca.cert_pem.as_bytes())?;
+    Profile {
+        node_url: raw.public_url.clone(),
+        symbol: symbol.to_string(),
+        user: admin_user.to_string(),
+        cert: "cert.pem".into(),
+        key: "key.pem".into(),
+        ca: "ca.pem".into(),
+    }
+    .save(&pdir.join("profile.toml"))?;
+    let store = Store::open(&dir.join("rota.db")).await?;
+    store.close().await;
+    Ok(())
+}

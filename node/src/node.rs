@@ -1,0 +1,687 @@
+//! The node's behaviour, independent of any transport: what staff can do to their own
+//! library's node, and what a partner can do to it. The gRPC adapters in `transport` call
+//! these methods with an already-authenticated caller.
+//!
+//! Every state change happens in one write transaction together with its timeline entries
+//! and the outbound messages it emits (the transactional outbox, DESIGN §4).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rota_certs::{CaBundle, Card};
+use sqlx::SqliteConnection;
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::domain::{
+    Actor, Agreement, Citation, FieldError, Item, ItemStatus, Partner, PartnerStatus, Policy, ReasonUnfilled, StaffUser,
+    Symbol, Tier, check_format, check_text,
+};
+use crate::error::{NodeError, Result};
+use crate::machine::{
+    BorrowerOut, BorrowingEffect, BorrowingEvent, BorrowingState, BorrowingView, Decision, LendingEffect, LendingEvent,
+    LendingState, LendingView, Note, SlotOutcome, borrowing_step, lending_step,
+};
+use crate::message::{Body, Confirmation, ConfirmationError, Envelope, RequestBody, RequesterBody, SupplierBody};
+use crate::store::{self, BorrowingRecord, LendingRecord, RotaEntry, Store, TimelineEntry, Upsert};
+
+/// Symbols of partners with new outbound messages, for the dispatcher.
+pub type WakeReceiver = mpsc::UnboundedReceiver<Symbol>;
+
+/// One library's node.
+#[derive(Debug)]
+pub struct Node {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub directory: Arc<Directory>,
+    ca: CaBundle,
+    card: Card,
+    wake_tx: mpsc::UnboundedSender<Symbol>,
+}
+
+/// Changes to one agreement; `None` keeps the current value.
+#[derive(Clone, Debug, Default)]
+pub struct AgreementPatch {
+    pub lend: Option<bool>,
+    pub borrow: Option<bool>,
+    pub loan_days: Option<u32>,
+    pub renewals: Option<u32>,
+    pub max_outstanding: Option<u32>,
+    pub formats: Option<Vec<String>>,
+    pub expiry_seconds: Option<u64>,
+}
+
+/// A partner with its agreement and delivery state, for staff.
+#[derive(Clone, Debug)]
+pub struct PartnerView {
+    pub partner: Partner,
+    pub agreement: Agreement,
+    pub pending_messages: u64,
+    pub last_delivery_error: Option<String>,
+}
+
+/// Totals of one holdings import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// A new borrowing request, as staff enter it.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub citation: Citation,
+    pub patron_id: String,
+    pub note: String,
+    pub need_before: Option<NaiveDate>,
+}
+
+/// The answer to a Locate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocateAnswer {
+    pub available: bool,
+    pub reason: Option<ReasonUnfilled>,
+    pub copies: u32,
+}
+
+fn cause_actor(event: &str, cause: &Actor) -> String {
+    // What the node does by itself in reaction to an event is the node's act.
+    match (event, cause) {
+        ("request_sent" | "rolled" | "unfilled" | "cancel_sent", _) => Actor::Node.to_string(),
+        ("answer_sent", Actor::Partner(_)) => Actor::Node.to_string(),
+        _ => cause.to_string(),
+    }
+}
+
+impl Node {
+    /// Open a node from a checked configuration: refuses key files others can read, opens
+    /// (and migrates) the database, and loads the live partner table.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<Node>, WakeReceiver)> {
+        let ca_pem = std::fs::read_to_string(config.ca_cert_path()).map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_cert_path().display()))?;
+        let ca_key = rota_certs::files::read_secret(&config.ca_key_path())?;
+        rota_certs::files::read_secret(&config.node_key_path())?;
+        let ca = CaBundle::from_pem(&ca_pem, &ca_key).map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_key_path().display()))?;
+        let card = Card::new(config.symbol.clone(), config.name.clone(), config.public_url.clone(), ca_pem)?;
+        let store = Store::open(&config.db_path()).await.map_err(|e| anyhow::anyhow!("{}: {e}", config.db_path().display()))?;
+        let directory = Arc::new(Directory::default());
+        directory.load(&store.partners().await?);
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+        Ok((Arc::new(Node { config, store, clock, directory, ca, card, wake_tx }), wake_rx))
+    }
+
+    pub fn symbol(&self) -> &Symbol {
+        &self.config.symbol
+    }
+
+    pub fn card(&self) -> &Card {
+        &self.card
+    }
+
+    fn wake(&self, partner: &Symbol) {
+        let _ = self.wake_tx.send(partner.clone());
+    }
+
+    async fn reload_directory(&self) -> Result<()> {
+        self.directory.load(&self.store.partners().await?);
+        Ok(())
+    }
+
+    // ===================================================================================
+    // Staff: partners
+
+    pub async fn add_partner(&self, by: &StaffUser, card_text: &str, tier: Tier, priority: u32, expected_fingerprint: Option<&str>) -> Result<PartnerView> {
+        let card = Card::parse(card_text).map_err(|e| FieldError::new("card", e.to_string()))?;
+        if let Some(fp) = expected_fingerprint.filter(|f| !f.trim().is_empty()) {
+            let fp = rota_certs::card::normalise_fingerprint(fp);
+            if fp != card.fingerprint() {
+                return Err(FieldError::new(
+                    "fingerprint",
+                    format!("the card's fingerprint is {} but you expected {fp}: do not add this partner until you have checked the card with {}", card.fingerprint(), card.symbol),
+                )
+                .into());
+            }
+        }
+        if &card.symbol == self.symbol() {
+            return Err(FieldError::new("card", format!("this is our own card ({}): a library cannot partner with itself", card.symbol)).into());
+        }
+        if priority > 1_000_000 {
+            return Err(FieldError::new("priority", "must be at most 1000000").into());
+        }
+        let existing = self.store.partners().await?;
+        if let Some(p) = existing.iter().find(|p| p.symbol == card.symbol) {
+            return Err(NodeError::Conflict(format!(
+                "partner {} already exists (added {}); remove it first to replace its card",
+                p.symbol,
+                p.added_at.format("%Y-%m-%d")
+            )));
+        }
+        if let Some(p) = existing.iter().find(|p| p.fingerprint == card.fingerprint()) {
+            return Err(NodeError::Conflict(format!("this card's CA ({}) already belongs to partner {}", card.fingerprint(), p.symbol)));
+        }
+        let now = self.clock.now();
+        let partner = Partner {
+            symbol: card.symbol.clone(),
+            name: card.name.clone(),
+            endpoint: card.endpoint.clone(),
+            fingerprint: card.fingerprint(),
+            ca_pem: card.ca_pem.clone(),
+            tier,
+            priority,
+            status: PartnerStatus::Active,
+            added_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        store::insert_partner(&mut tx, &partner).await?;
+        tx.commit().await?;
+        self.reload_directory().await?;
+        tracing::info!(partner = %partner.symbol, staff = %by, fingerprint = %partner.fingerprint, "partner added");
+        self.partner(&partner.symbol).await
+    }
+
+    pub async fn partners(&self) -> Result<Vec<PartnerView>> {
+        let mut out = vec![];
+        for p in self.store.partners().await? {
+            out.push(self.view_of(p).await?);
+        }
+        Ok(out)
+    }
+
+    async fn view_of(&self, partner: Partner) -> Result<PartnerView> {
+        let agreement = self.store.agreement(&partner.symbol).await?;
+        let (pending_messages, last_delivery_error) = self.store.delivery_state(&partner.symbol).await?;
+        Ok(PartnerView { partner, agreement, pending_messages, last_delivery_error })
+    }
+
+    pub async fn partner(&self, symbol: &Symbol) -> Result<PartnerView> {
+        let p = self.store.partner(symbol).await?.ok_or_else(|| NodeError::NotFound(format!("no partner {symbol}")))?;
+        self.view_of(p).await
+    }
+
+    pub async fn set_partner_status(&self, by: &StaffUser, symbol: &Symbol, status: PartnerStatus) -> Result<PartnerView> {
+        let mut tx = self.store.begin().await?;
+        if !store::set_partner_status(&mut tx, symbol, status, self.clock.now()).await? {
+            return Err(NodeError::NotFound(format!("no partner {symbol}")));
+        }
+        tx.commit().await?;
+        self.reload_directory().await?;
+        tracing::info!(partner = %symbol, staff = %by, status = %status, "partner status changed");
+        if status == PartnerStatus::Active {
+            self.wake(symbol);
+        }
+        self.partner(symbol).await
+    }
+
+    pub async fn remove_partner(&self, by: &StaffUser, symbol: &Symbol) -> Result<PartnerView> {
+        let view = self.partner(symbol).await?;
+        let mut tx = self.store.begin().await?;
+        store::delete_partner(&mut tx, symbol).await?;
+        tx.commit().await?;
+        self.reload_directory().await?;
+        tracing::info!(partner = %symbol, staff = %by, "partner removed");
+        Ok(view)
+    }
+
+    // ===================================================================================
+    // Staff: certificates
+
+    /// Sign a staff certificate for `user` from a CSR. Only `admin` may do this.
+    pub fn issue_staff(&self, by: &StaffUser, user: &str, csr_pem: &str) -> Result<String> {
+        if by.as_str() != "admin" {
+            return Err(NodeError::Forbidden(format!("only the admin staff user may issue staff certificates (you are {by})")));
+        }
+        let user = StaffUser::parse(user).map_err(|e| FieldError::new("user", e.to_string()))?;
+        let cert = self.ca.sign_staff_csr(self.symbol(), &user, csr_pem).map_err(|e| FieldError::new("csr_pem", e.to_string()))?;
+        tracing::info!(staff = %by, new_user = %user, "staff certificate issued");
+        Ok(cert)
+    }
+
+    // ===================================================================================
+    // Staff: holdings
+
+    pub async fn add_item(&self, item: &Item) -> Result<(Upsert, Item)> {
+        let mut tx = self.store.begin().await?;
+        let outcome = Store::upsert_item(&mut tx, item, self.clock.now()).await?;
+        tx.commit().await?;
+        Ok((outcome, item.clone()))
+    }
+
+    /// Apply a whole import in one transaction: all rows or none.
+    pub async fn import_items(&self, items: &[Item]) -> Result<ImportSummary> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut s = ImportSummary::default();
+        for item in items {
+            s.rows += 1;
+            match Store::upsert_item(&mut tx, item, now).await? {
+                Upsert::Created => s.created += 1,
+                Upsert::Updated => s.updated += 1,
+                Upsert::Unchanged => s.unchanged += 1,
+            }
+        }
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    pub async fn item(&self, barcode: &str) -> Result<Item> {
+        self.store.item(barcode).await?.ok_or_else(|| NodeError::NotFound(format!("no item with barcode {barcode:?}")))
+    }
+
+    pub async fn search_items(&self, query: &str, limit: u32) -> Result<Vec<Item>> {
+        let q = check_text("query", query, 200, true)?;
+        Ok(self.store.search_items(&q, limit.clamp(1, 500)).await?)
+    }
+
+    // ===================================================================================
+    // Staff: agreements
+
+    pub async fn set_agreement(&self, by: &StaffUser, symbol: &Symbol, patch: AgreementPatch) -> Result<Agreement> {
+        if self.store.partner(symbol).await?.is_none() {
+            return Err(NodeError::NotFound(format!("no partner {symbol}: add its card first with `rota partner add`")));
+        }
+        let mut a = self.store.agreement(symbol).await?;
+        let range = |field: &str, v: Option<u32>, lo: u32, hi: u32| -> Result<Option<u32>> {
+            match v {
+                Some(n) if !(lo..=hi).contains(&n) => Err(FieldError::new(field, format!("{n} is outside {lo}..={hi}")).into()),
+                v => Ok(v),
+            }
+        };
+        if let Some(v) = patch.lend {
+            a.lend = v;
+        }
+        if let Some(v) = patch.borrow {
+            a.borrow = v;
+        }
+        if let Some(v) = range("loan_days", patch.loan_days, 1, 365)? {
+            a.loan_days = v;
+        }
+        if let Some(v) = range("renewals", patch.renewals, 0, 20)? {
+            a.renewals = v;
+        }
+        if let Some(v) = range("max_outstanding", patch.max_outstanding, 1, 100_000)? {
+            a.max_outstanding = v;
+        }
+        if let Some(formats) = patch.formats {
+            a.formats = formats.iter().map(|f| check_format("formats", f)).collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = patch.expiry_seconds {
+            if !(1..=90 * 86400).contains(&v) {
+                return Err(FieldError::new("expiry", "must be between 1 second and 90 days").into());
+            }
+            a.expiry_seconds = v;
+        }
+        a.configured = true;
+        let mut tx = self.store.begin().await?;
+        store::put_agreement(&mut tx, symbol, &a, self.clock.now()).await?;
+        tx.commit().await?;
+        tracing::info!(partner = %symbol, staff = %by, lend = a.lend, borrow = a.borrow, "agreement set");
+        Ok(a)
+    }
+
+    pub async fn agreement(&self, symbol: &Symbol) -> Result<Agreement> {
+        if self.store.partner(symbol).await?.is_none() {
+            return Err(NodeError::NotFound(format!("no partner {symbol}")));
+        }
+        Ok(self.store.agreement(symbol).await?)
+    }
+
+    // ===================================================================================
+    // Staff: borrowing
+
+    /// The rota for a new request: active partners we may borrow from, by tier, then
+    /// priority (lower first), then symbol.
+    pub async fn build_rota(&self) -> Result<Vec<RotaEntry>> {
+        let mut rota = vec![];
+        for p in self.store.partners().await? {
+            if p.status != PartnerStatus::Active {
+                continue;
+            }
+            let a = self.store.agreement(&p.symbol).await?;
+            if a.configured && a.borrow {
+                rota.push(RotaEntry { partner: p.symbol, tier: p.tier, priority: p.priority, outcome: SlotOutcome::Pending, reason: None });
+            }
+        }
+        rota.sort_by(|a, b| (a.tier.rank(), a.priority, &a.partner).cmp(&(b.tier.rank(), b.priority, &b.partner)));
+        Ok(rota)
+    }
+
+    pub async fn create_request(&self, by: &StaffUser, req: NewRequest) -> Result<BorrowingRecord> {
+        let patron_id = check_text("patron_id", &req.patron_id, 64, true)?;
+        let note = check_text("note", &req.note, 1000, false)?;
+        let rota = self.build_rota().await?;
+        let now = self.clock.now();
+        let cause = Actor::Staff(by.to_string());
+        let mut tx = self.store.begin().await?;
+        let id = Store::next_request_id(&mut tx, self.symbol()).await?;
+        let rec = BorrowingRecord {
+            id: id.clone(),
+            state: BorrowingState::Created,
+            citation: req.citation,
+            patron_id,
+            note,
+            need_before: req.need_before,
+            position: 0,
+            supplier: None,
+            created_at: now,
+            updated_at: now,
+            rota,
+        };
+        Store::insert_borrowing(&mut tx, &rec).await?;
+        let lenders: Vec<String> = rec.rota.iter().map(|e| format!("{} ({})", e.partner, e.tier)).collect();
+        let created = Note {
+            event: "created",
+            detail: format!(
+                "request for {} for patron {}; rota: {}",
+                rec.citation.label(),
+                rec.patron_id,
+                if lenders.is_empty() { "empty".to_owned() } else { lenders.join(", ") }
+            ),
+            partner: None,
+        };
+        Store::add_note(&mut tx, "borrowing", &id, now, &cause.to_string(), BorrowingState::Created.as_str(), &created).await?;
+        let view = BorrowingView { state: rec.state, rota: rec.rota.iter().map(|e| e.partner.clone()).collect(), position: 0 };
+        let step = borrowing_step(&view, &BorrowingEvent::Submit)?;
+        let mut wake = vec![];
+        self.apply_borrowing(&mut tx, &rec, step, &cause, now, &mut wake).await?;
+        tx.commit().await?;
+        for p in &wake {
+            self.wake(p);
+        }
+        tracing::info!(request = %id, staff = %by, "borrowing request created");
+        self.store.borrowing_read(&id).await?.ok_or_else(|| NodeError::Internal(format!("request {id} vanished")))
+    }
+
+    async fn apply_borrowing(
+        &self,
+        tx: &mut SqliteConnection,
+        rec: &BorrowingRecord,
+        step: crate::machine::BorrowingStep,
+        cause: &Actor,
+        now: DateTime<Utc>,
+        wake: &mut Vec<Symbol>,
+    ) -> Result<()> {
+        let mut supplier = None;
+        for e in &step.effects {
+            match e {
+                BorrowingEffect::Slot { index, outcome, reason } => Store::set_slot(tx, &rec.id, *index, *outcome, reason.as_deref()).await?,
+                BorrowingEffect::Supplier(s) => supplier = Some(s.clone()),
+            }
+        }
+        Store::update_borrowing(tx, &rec.id, step.state, step.position, supplier.as_ref(), now).await?;
+        for n in &step.notes {
+            Store::add_note(tx, "borrowing", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n).await?;
+        }
+        for out in step.out {
+            let (to, body) = match out {
+                BorrowerOut::Request { to } => (
+                    to,
+                    Body::Request(RequestBody { citation: rec.citation.clone(), need_before: rec.need_before, note: rec.note.clone() }),
+                ),
+                BorrowerOut::Action { to, action, note } => (to, Body::Requester(RequesterBody { action, note })),
+            };
+            Store::enqueue(tx, &to, &rec.id, body, now).await?;
+            wake.push(to);
+        }
+        Ok(())
+    }
+
+    pub async fn request(&self, id: &str) -> Result<(BorrowingRecord, Vec<TimelineEntry>)> {
+        let rec = self.store.borrowing_read(id).await?.ok_or_else(|| NodeError::NotFound(format!("no borrowing request {id:?}")))?;
+        let tl = self.store.timeline("borrowing", id).await?;
+        Ok((rec, tl))
+    }
+
+    pub async fn requests(&self, state: Option<BorrowingState>, limit: u32) -> Result<Vec<BorrowingRecord>> {
+        Ok(self.store.list_borrowing(state, limit.clamp(1, 10_000)).await?)
+    }
+
+    pub async fn lending_request(&self, id: &str) -> Result<(LendingRecord, Option<Item>, Vec<TimelineEntry>)> {
+        let rec = self.store.lending_read(id).await?.ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
+        let item = match &rec.item_barcode {
+            Some(b) => self.store.item(b).await?,
+            None => None,
+        };
+        let tl = self.store.timeline("lending", id).await?;
+        Ok((rec, item, tl))
+    }
+
+    pub async fn lending_requests(&self, state: Option<LendingState>, limit: u32) -> Result<Vec<(LendingRecord, Option<Item>)>> {
+        let mut out = vec![];
+        for r in self.store.list_lending(state, limit.clamp(1, 10_000)).await? {
+            let item = match &r.item_barcode {
+                Some(b) => self.store.item(b).await?,
+                None => None,
+            };
+            out.push((r, item));
+        }
+        Ok(out)
+    }
+
+    // ===================================================================================
+    // Peer: the lender's automatic check
+
+    /// Decide whether we can lend `citation` to `borrower`, checking in order: a holdings
+    /// match by identifier, a lendable and available copy, and the agreement.
+    async fn decide(conn: &mut SqliteConnection, borrower: &Symbol, c: &Citation) -> Result<(Decision, u32)> {
+        let items = Store::matching_items(conn, c).await?;
+        if items.is_empty() {
+            return Ok((Decision::Unfilled { reason: ReasonUnfilled::NotHeld, note: format!("{} is not in our holdings", c.label()) }, 0));
+        }
+        let lendable: Vec<&Item> = items.iter().filter(|i| i.policy == Policy::Lendable).collect();
+        if lendable.is_empty() {
+            let policies: Vec<&str> = items.iter().map(|i| i.policy.as_str()).collect();
+            return Ok((Decision::Unfilled { reason: ReasonUnfilled::NonCirculating, note: format!("our copies are {}", policies.join(", ")) }, 0));
+        }
+        let available: Vec<&&Item> = lendable.iter().filter(|i| i.status == ItemStatus::Available).collect();
+        if available.is_empty() {
+            let statuses: Vec<&str> = lendable.iter().map(|i| i.status.as_str()).collect();
+            return Ok((Decision::Unfilled { reason: ReasonUnfilled::NotOnShelf, note: format!("no copy on the shelf ({})", statuses.join(", ")) }, 0));
+        }
+        let a = store::agreement_in(conn, borrower).await?;
+        let policy = |note: String| Ok((Decision::Unfilled { reason: ReasonUnfilled::PolicyProblem, note }, 0));
+        if !a.configured || !a.lend {
+            return policy(format!("we have no lending agreement with {borrower}"));
+        }
+        if !a.lends_format(&c.format) {
+            return policy(format!("we do not lend the format {:?} to {borrower}", c.format));
+        }
+        let outstanding = Store::outstanding_to(conn, borrower).await?;
+        if outstanding >= a.max_outstanding {
+            return policy(format!("{borrower} already has {outstanding} of at most {} loans outstanding", a.max_outstanding));
+        }
+        Ok((Decision::Supply { barcode: available[0].barcode.clone() }, available.len() as u32))
+    }
+
+    /// Locate: read-only, answers in milliseconds.
+    pub async fn locate(&self, from: &Symbol, c: &Citation) -> Result<LocateAnswer> {
+        let mut conn = self.store.read_conn().await?;
+        let (d, copies) = Self::decide(&mut conn, from, c).await?;
+        Ok(match d {
+            Decision::Supply { .. } => LocateAnswer { available: true, reason: None, copies },
+            Decision::Unfilled { reason, .. } => LocateAnswer { available: false, reason: Some(reason), copies: 0 },
+        })
+    }
+
+    /// Hello: our view of the agreement with the caller.
+    pub async fn hello(&self, from: &Symbol) -> Result<Agreement> {
+        Ok(self.store.agreement(from).await?)
+    }
+
+    // ===================================================================================
+    // Peer: receiving messages (DESIGN §4 receiving rules)
+
+    /// Receive one message from partner `from`. Exactly-once effect: a redelivery gets the
+    /// first confirmation back and changes nothing.
+    pub async fn deliver(&self, from: &Symbol, env: Envelope) -> Result<Confirmation> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        if let Some(prev) = Store::inbox(&mut tx, from, &env.message_id).await? {
+            if prev.payload_hash == env.payload_hash() {
+                return Ok(prev.confirmation);
+            }
+            return Ok(Confirmation::Error {
+                kind: ConfirmationError::DuplicateMessageId,
+                detail: format!("message_id {} was already used for a different message", env.message_id),
+            });
+        }
+        let last = Store::last_inbound_sequence(&mut tx, &env.request_id, from).await?;
+        if env.sequence <= last {
+            return Ok(Confirmation::Error {
+                kind: ConfirmationError::BadlyFormedMessage,
+                detail: format!("sequence {} of request {} was already used (last received {last})", env.sequence, env.request_id),
+            });
+        }
+        if env.sequence > last + 1 {
+            return Ok(Confirmation::RetryLater {
+                reason: format!("expected sequence {} of request {}, got {}", last + 1, env.request_id, env.sequence),
+            });
+        }
+        let mut wake = vec![];
+        let error = |kind, detail: String| Confirmation::Error { kind, detail };
+        let own_prefix = format!("{}-", self.symbol());
+        let their_prefix = format!("{from}-");
+        let confirmation = match &env.body {
+            Body::Request(_) | Body::Requester(_) if !env.request_id.starts_with(&their_prefix) => error(
+                ConfirmationError::BadlyFormedMessage,
+                format!("request_id {:?} must begin with the borrower's symbol {their_prefix}", env.request_id),
+            ),
+            Body::Supplier(_) if !env.request_id.starts_with(&own_prefix) => {
+                error(ConfirmationError::UnrecognisedRequestId, format!("request {} is not one of ours", env.request_id))
+            }
+            Body::Request(r) => self.lender_receive(&mut tx, from, &env, r, now, &mut wake).await?,
+            Body::Requester(r) => self.lender_requester(&mut tx, from, &env, r, now, &mut wake).await?,
+            Body::Supplier(s) => self.borrower_answer(&mut tx, from, &env, s, now, &mut wake).await?,
+        };
+        let confirmation = match confirmation {
+            Confirmation::Accepted { .. } => Confirmation::Accepted { received_at: now },
+            other => other,
+        };
+        Store::record_inbox(&mut tx, from, &env, &confirmation, now).await?;
+        Store::set_inbound_sequence(&mut tx, &env.request_id, from, env.sequence).await?;
+        tx.commit().await?;
+        for p in &wake {
+            self.wake(p);
+        }
+        Ok(confirmation)
+    }
+
+    async fn lender_receive(
+        &self,
+        tx: &mut SqliteConnection,
+        from: &Symbol,
+        env: &Envelope,
+        r: &RequestBody,
+        now: DateTime<Utc>,
+        wake: &mut Vec<Symbol>,
+    ) -> Result<Confirmation> {
+        if let Some(existing) = Store::lending(tx, &env.request_id).await? {
+            return Ok(Confirmation::Error {
+                kind: ConfirmationError::IllegalInState,
+                detail: format!("request {} was already received and is {}", env.request_id, existing.state),
+            });
+        }
+        let rec = LendingRecord {
+            id: env.request_id.clone(),
+            borrower: from.clone(),
+            state: LendingState::Received,
+            citation: r.citation.clone(),
+            item_barcode: None,
+            reason_unfilled: None,
+            note: r.note.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        Store::insert_lending(tx, &rec).await?;
+        let cause = Actor::Partner(from.clone());
+        let received = Note { event: "request_received", detail: format!("Request for {} from {from}", r.citation.label()), partner: Some(from.clone()) };
+        Store::add_note(tx, "lending", &rec.id, now, &cause.to_string(), LendingState::Received.as_str(), &received).await?;
+        let (decision, _) = Self::decide(tx, from, &r.citation).await?;
+        let step = lending_step(&LendingView { state: LendingState::Received, item_barcode: None }, &LendingEvent::Decide(decision))?;
+        self.apply_lending(tx, &rec, step, &cause, now, wake).await?;
+        Ok(Confirmation::Accepted { received_at: now })
+    }
+
+    async fn lender_requester(
+        &self,
+        tx: &mut SqliteConnection,
+        from: &Symbol,
+        env: &Envelope,
+        r: &RequesterBody,
+        now: DateTime<Utc>,
+        wake: &mut Vec<Symbol>,
+    ) -> Result<Confirmation> {
+        let Some(rec) = Store::lending(tx, &env.request_id).await?.filter(|rec| &rec.borrower == from) else {
+            return Ok(Confirmation::Error { kind: ConfirmationError::UnrecognisedRequestId, detail: format!("no request {} from {from}", env.request_id) });
+        };
+        let view = LendingView { state: rec.state, item_barcode: rec.item_barcode.clone() };
+        match lending_step(&view, &LendingEvent::Requester { action: r.action, note: r.note.clone() }) {
+            Ok(step) => {
+                self.apply_lending(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
+                Ok(Confirmation::Accepted { received_at: now })
+            }
+            Err(illegal) => Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() }),
+        }
+    }
+
+    async fn apply_lending(
+        &self,
+        tx: &mut SqliteConnection,
+        rec: &LendingRecord,
+        step: crate::machine::LendingStep,
+        cause: &Actor,
+        now: DateTime<Utc>,
+        wake: &mut Vec<Symbol>,
+    ) -> Result<()> {
+        for e in &step.effects {
+            match e {
+                LendingEffect::Reserve { barcode } => {
+                    if !Store::move_item(tx, barcode, ItemStatus::Available, ItemStatus::Reserved, now).await? {
+                        return Err(NodeError::Internal(format!("item {barcode} was not available to reserve")));
+                    }
+                }
+                LendingEffect::Release { barcode } => {
+                    Store::move_item(tx, barcode, ItemStatus::Reserved, ItemStatus::Available, now).await?;
+                }
+            }
+        }
+        Store::update_lending(tx, &rec.id, step.state, step.item_barcode.as_deref(), step.reason_unfilled.map(|r| r.as_str()), now).await?;
+        for n in &step.notes {
+            Store::add_note(tx, "lending", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n).await?;
+        }
+        for body in step.out {
+            Store::enqueue(tx, &rec.borrower, &rec.id, Body::Supplier(body), now).await?;
+            wake.push(rec.borrower.clone());
+        }
+        Ok(())
+    }
+
+    async fn borrower_answer(
+        &self,
+        tx: &mut SqliteConnection,
+        from: &Symbol,
+        env: &Envelope,
+        s: &SupplierBody,
+        now: DateTime<Utc>,
+        wake: &mut Vec<Symbol>,
+    ) -> Result<Confirmation> {
+        let Some(rec) = Store::borrowing(tx, &env.request_id).await?.filter(|rec| rec.rota.iter().any(|e| &e.partner == from)) else {
+            return Ok(Confirmation::Error {
+                kind: ConfirmationError::UnrecognisedRequestId,
+                detail: format!("request {} was never sent to {from}", env.request_id),
+            });
+        };
+        let view = BorrowingView { state: rec.state, rota: rec.rota.iter().map(|e| e.partner.clone()).collect(), position: rec.position };
+        match borrowing_step(&view, &BorrowingEvent::Answer { from: from.clone(), body: s.clone() }) {
+            Ok(step) => {
+                self.apply_borrowing(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
+                Ok(Confirmation::Accepted { received_at: now })
+            }
+            Err(illegal) => Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() }),
+        }
+    }
+}

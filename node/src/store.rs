@@ -1,0 +1,811 @@
+//! Storage: SQLite through sqlx, with embedded migrations (`node/migrations`).
+//!
+//! One writer connection serialises every state change, so a transaction's reads and
+//! writes see one consistent database and never race another writer; reads use a separate
+//! pool. Queries are checked at run time (no live database is needed to build). Only
+//! domain types cross this module's boundary: no protobuf type is ever seen here.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use crate::domain::{Agreement, Citation, Item, ItemStatus, Partner, PartnerStatus, Policy, Symbol, Tier};
+use crate::machine::{BorrowingState, LendingState, Note, SlotOutcome};
+use crate::message::{Body, Confirmation, Envelope};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Milliseconds since the epoch, as stored.
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+fn parse<T: FromStr>(what: &str, s: &str) -> Result<T> {
+    s.parse().map_err(|_| StoreError::Corrupt(format!("{what} {s:?}")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The node's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+/// What an upsert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// One lender in a stored rota.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotaEntry {
+    pub partner: Symbol,
+    pub tier: Tier,
+    pub priority: u32,
+    pub outcome: SlotOutcome,
+    pub reason: Option<String>,
+}
+
+/// A timeline entry as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub event: String,
+    pub state: String,
+    pub detail: String,
+    pub partner: Option<String>,
+}
+
+/// A borrowing request as stored.
+#[derive(Clone, Debug)]
+pub struct BorrowingRecord {
+    pub id: String,
+    pub state: BorrowingState,
+    pub citation: Citation,
+    pub patron_id: String,
+    pub note: String,
+    pub need_before: Option<chrono::NaiveDate>,
+    pub position: usize,
+    pub supplier: Option<Symbol>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub rota: Vec<RotaEntry>,
+}
+
+/// A lending request as stored.
+#[derive(Clone, Debug)]
+pub struct LendingRecord {
+    pub id: String,
+    pub borrower: Symbol,
+    pub state: LendingState,
+    pub citation: Citation,
+    pub item_barcode: Option<String>,
+    pub reason_unfilled: Option<String>,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An outbound message waiting for delivery.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub partner: String,
+    pub attempts: i64,
+    pub envelope: Envelope,
+}
+
+/// The stored first answer to an inbound message.
+#[derive(Clone, Debug)]
+pub struct InboxRow {
+    pub payload_hash: String,
+    pub confirmation: Confirmation,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a confirmation we send a partner must survive a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Store { writer, reader })
+    }
+
+    /// Begin a write transaction. Every state change goes through one of these.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// A connection from the read pool, for read-only checks such as Locate.
+    pub async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        Ok(self.reader.acquire().await?)
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    // -- partners and agreements ---------------------------------------------------------
+
+    pub async fn partners(&self) -> Result<Vec<Partner>> {
+        let rows = sqlx::query("SELECT * FROM partners ORDER BY symbol").fetch_all(&self.reader).await?;
+        rows.iter().map(partner_from_row).collect()
+    }
+
+    pub async fn partner(&self, symbol: &Symbol) -> Result<Option<Partner>> {
+        let row = sqlx::query("SELECT * FROM partners WHERE symbol = ?").bind(symbol.as_str()).fetch_optional(&self.reader).await?;
+        row.as_ref().map(partner_from_row).transpose()
+    }
+
+    pub async fn agreement(&self, symbol: &Symbol) -> Result<Agreement> {
+        let row = sqlx::query("SELECT * FROM agreements WHERE partner = ?").bind(symbol.as_str()).fetch_optional(&self.reader).await?;
+        Ok(row.as_ref().map(agreement_from_row).unwrap_or_default())
+    }
+
+    /// Pending outbound messages and the last delivery error, per partner.
+    pub async fn delivery_state(&self, symbol: &Symbol) -> Result<(u64, Option<String>)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, (SELECT last_error FROM outbox WHERE partner = ?1 AND delivered_at IS NULL AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1) AS err
+             FROM outbox WHERE partner = ?1 AND delivered_at IS NULL",
+        )
+        .bind(symbol.as_str())
+        .fetch_one(&self.reader)
+        .await?;
+        Ok((row.get::<i64, _>("n") as u64, row.get("err")))
+    }
+
+    // -- items --------------------------------------------------------------------------
+
+    pub async fn item(&self, barcode: &str) -> Result<Option<Item>> {
+        let row = sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(barcode).fetch_optional(&self.reader).await?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    /// Items whose identifiers, barcode, title or author contain `query`.
+    pub async fn search_items(&self, query: &str, limit: u32) -> Result<Vec<Item>> {
+        let like = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let rows = sqlx::query(
+            "SELECT * FROM items WHERE barcode = ?1 OR isbn = ?1 OR oclc = ?1 OR lccn = ?1 OR issn = ?1
+               OR title LIKE ?2 ESCAPE '\\' OR author LIKE ?2 ESCAPE '\\'
+             ORDER BY title, barcode LIMIT ?3",
+        )
+        .bind(query)
+        .bind(like)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// Items matching a citation: by normalised identifier when it has any, otherwise by
+    /// title+author key (DESIGN §3).
+    pub async fn matching_items(conn: &mut SqliteConnection, c: &Citation) -> Result<Vec<Item>> {
+        let rows = if c.has_identifier() {
+            sqlx::query(
+                "SELECT * FROM items WHERE (isbn = ?1 AND ?1 IS NOT NULL) OR (oclc = ?2 AND ?2 IS NOT NULL)
+                   OR (lccn = ?3 AND ?3 IS NOT NULL) OR (issn = ?4 AND ?4 IS NOT NULL) ORDER BY barcode",
+            )
+            .bind(&c.isbn)
+            .bind(&c.oclc)
+            .bind(&c.lccn)
+            .bind(&c.issn)
+            .fetch_all(&mut *conn)
+            .await?
+        } else {
+            sqlx::query("SELECT * FROM items WHERE title_key = ? ORDER BY barcode")
+                .bind(crate::domain::title_key(&c.title, &c.author))
+                .fetch_all(&mut *conn)
+                .await?
+        };
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// Read-only matching on the reader pool (Locate).
+    pub async fn matching_items_read(&self, c: &Citation) -> Result<Vec<Item>> {
+        let mut conn = self.reader.acquire().await?;
+        Self::matching_items(&mut conn, c).await
+    }
+
+    /// Insert or update one item.
+    pub async fn upsert_item(conn: &mut SqliteConnection, item: &Item, now: DateTime<Utc>) -> Result<Upsert> {
+        let existing = sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(&item.barcode).fetch_optional(&mut *conn).await?;
+        let outcome = match existing.as_ref().map(item_from_row).transpose()? {
+            Some(old) if &old == item => return Ok(Upsert::Unchanged),
+            Some(_) => Upsert::Updated,
+            None => Upsert::Created,
+        };
+        sqlx::query(
+            "INSERT INTO items (barcode, title, author, publisher, year, isbn, issn, oclc, lccn, format, location, call_number, policy, status, title_key, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT (barcode) DO UPDATE SET title = ?2, author = ?3, publisher = ?4, year = ?5, isbn = ?6, issn = ?7,
+               oclc = ?8, lccn = ?9, format = ?10, location = ?11, call_number = ?12, policy = ?13, status = ?14,
+               title_key = ?15, updated_at = ?16",
+        )
+        .bind(&item.barcode)
+        .bind(&item.title)
+        .bind(&item.author)
+        .bind(&item.publisher)
+        .bind(&item.year)
+        .bind(&item.isbn)
+        .bind(&item.issn)
+        .bind(&item.oclc)
+        .bind(&item.lccn)
+        .bind(&item.format)
+        .bind(&item.location)
+        .bind(&item.call_number)
+        .bind(item.policy.as_str())
+        .bind(item.status.as_str())
+        .bind(item.title_key())
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(outcome)
+    }
+
+    /// Set an item's status only if it is `from` now. Returns whether it changed.
+    pub async fn move_item(conn: &mut SqliteConnection, barcode: &str, from: ItemStatus, to: ItemStatus, now: DateTime<Utc>) -> Result<bool> {
+        let r = sqlx::query("UPDATE items SET status = ?, updated_at = ? WHERE barcode = ? AND status = ?")
+            .bind(to.as_str())
+            .bind(ms(now))
+            .bind(barcode)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // -- borrowing ----------------------------------------------------------------------
+
+    /// The next borrowing request id: `<SYMBOL>-<n>`.
+    pub async fn next_request_id(conn: &mut SqliteConnection, own: &Symbol) -> Result<String> {
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO node_meta (key, value) VALUES ('next_request', '2')
+             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1
+             RETURNING CAST(value AS INTEGER) - 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(format!("{own}-{n}"))
+    }
+
+    pub async fn insert_borrowing(conn: &mut SqliteConnection, r: &BorrowingRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO borrowing (id, state, citation, title, patron_id, note, need_before, position, supplier, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(r.state.as_str())
+        .bind(to_json(&r.citation))
+        .bind(&r.citation.title)
+        .bind(&r.patron_id)
+        .bind(&r.note)
+        .bind(r.need_before.map(|d| d.to_string()))
+        .bind(r.position as i64)
+        .bind(r.supplier.as_ref().map(Symbol::as_str))
+        .bind(ms(r.created_at))
+        .bind(ms(r.updated_at))
+        .execute(&mut *conn)
+        .await?;
+        for (i, e) in r.rota.iter().enumerate() {
+            sqlx::query("INSERT INTO rota_entries (request_id, idx, partner, tier, priority, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(&r.id)
+                .bind(i as i64)
+                .bind(e.partner.as_str())
+                .bind(e.tier.as_str())
+                .bind(i64::from(e.priority))
+                .bind(e.outcome.as_str())
+                .bind(&e.reason)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn borrowing(conn: &mut SqliteConnection, id: &str) -> Result<Option<BorrowingRecord>> {
+        let Some(row) = sqlx::query("SELECT * FROM borrowing WHERE id = ?").bind(id).fetch_optional(&mut *conn).await? else {
+            return Ok(None);
+        };
+        let rota_rows = sqlx::query("SELECT * FROM rota_entries WHERE request_id = ? ORDER BY idx").bind(id).fetch_all(&mut *conn).await?;
+        let rota = rota_rows
+            .iter()
+            .map(|r| {
+                Ok(RotaEntry {
+                    partner: Symbol::parse(r.get("partner")).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    tier: parse("tier", r.get("tier"))?,
+                    priority: r.get::<i64, _>("priority") as u32,
+                    outcome: parse("outcome", r.get("outcome"))?,
+                    reason: r.get("reason"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let supplier: Option<String> = row.get("supplier");
+        Ok(Some(BorrowingRecord {
+            id: row.get("id"),
+            state: parse("borrowing state", row.get("state"))?,
+            citation: json("citation", row.get("citation"))?,
+            patron_id: row.get("patron_id"),
+            note: row.get("note"),
+            need_before: row.get::<Option<String>, _>("need_before").and_then(|d| d.parse().ok()),
+            position: row.get::<i64, _>("position") as usize,
+            supplier: supplier.and_then(|s| Symbol::parse(&s).ok()),
+            created_at: from_ms(row.get("created_at")),
+            updated_at: from_ms(row.get("updated_at")),
+            rota,
+        }))
+    }
+
+    pub async fn borrowing_read(&self, id: &str) -> Result<Option<BorrowingRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        Self::borrowing(&mut conn, id).await
+    }
+
+    pub async fn list_borrowing(&self, state: Option<BorrowingState>, limit: u32) -> Result<Vec<BorrowingRecord>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM borrowing WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )
+        .bind(state.map(BorrowingState::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut conn = self.reader.acquire().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = Self::borrowing(&mut conn, &id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn update_borrowing(
+        conn: &mut SqliteConnection,
+        id: &str,
+        state: BorrowingState,
+        position: usize,
+        supplier: Option<&Symbol>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE borrowing SET state = ?, position = ?, supplier = COALESCE(?, supplier), updated_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(position as i64)
+            .bind(supplier.map(Symbol::as_str))
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_slot(conn: &mut SqliteConnection, id: &str, idx: usize, outcome: SlotOutcome, reason: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE rota_entries SET outcome = ?, reason = COALESCE(?, reason) WHERE request_id = ? AND idx = ?")
+            .bind(outcome.as_str())
+            .bind(reason)
+            .bind(id)
+            .bind(idx as i64)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    // -- lending ------------------------------------------------------------------------
+
+    pub async fn insert_lending(conn: &mut SqliteConnection, r: &LendingRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO lending (id, borrower, state, citation, title, item_barcode, reason_unfilled, note, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(r.borrower.as_str())
+        .bind(r.state.as_str())
+        .bind(to_json(&r.citation))
+        .bind(&r.citation.title)
+        .bind(&r.item_barcode)
+        .bind(&r.reason_unfilled)
+        .bind(&r.note)
+        .bind(ms(r.created_at))
+        .bind(ms(r.updated_at))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn lending(conn: &mut SqliteConnection, id: &str) -> Result<Option<LendingRecord>> {
+        let row = sqlx::query("SELECT * FROM lending WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+        row.as_ref().map(lending_from_row).transpose()
+    }
+
+    pub async fn lending_read(&self, id: &str) -> Result<Option<LendingRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        Self::lending(&mut conn, id).await
+    }
+
+    pub async fn list_lending(&self, state: Option<LendingState>, limit: u32) -> Result<Vec<LendingRecord>> {
+        let rows = sqlx::query("SELECT * FROM lending WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2")
+            .bind(state.map(LendingState::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(lending_from_row).collect()
+    }
+
+    /// Live loans and reservations to `borrower` (for the agreement's maximum outstanding).
+    pub async fn outstanding_to(conn: &mut SqliteConnection, borrower: &Symbol) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM lending WHERE borrower = ? AND state NOT IN ('received', 'unfilled', 'cancelled', 'completed', 'expired')",
+        )
+        .bind(borrower.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(n as u32)
+    }
+
+    pub async fn update_lending(
+        conn: &mut SqliteConnection,
+        id: &str,
+        state: LendingState,
+        item_barcode: Option<&str>,
+        reason_unfilled: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE lending SET state = ?, item_barcode = ?, reason_unfilled = COALESCE(?, reason_unfilled), updated_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(item_barcode)
+            .bind(reason_unfilled)
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    // -- timeline -----------------------------------------------------------------------
+
+    pub async fn add_note(conn: &mut SqliteConnection, side: &str, request_id: &str, at: DateTime<Utc>, actor: &str, state: &str, note: &Note) -> Result<()> {
+        sqlx::query("INSERT INTO timeline (side, request_id, at, actor, event, state, detail, partner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(side)
+            .bind(request_id)
+            .bind(ms(at))
+            .bind(actor)
+            .bind(note.event)
+            .bind(state)
+            .bind(&note.detail)
+            .bind(note.partner.as_ref().map(Symbol::as_str))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn timeline(&self, side: &str, request_id: &str) -> Result<Vec<TimelineEntry>> {
+        let rows = sqlx::query("SELECT * FROM timeline WHERE side = ? AND request_id = ? ORDER BY seq")
+            .bind(side)
+            .bind(request_id)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TimelineEntry {
+                at: from_ms(r.get("at")),
+                actor: r.get("actor"),
+                event: r.get("event"),
+                state: r.get("state"),
+                detail: r.get("detail"),
+                partner: r.get("partner"),
+            })
+            .collect())
+    }
+
+    // -- outbox -------------------------------------------------------------------------
+
+    /// Queue a message to `partner` in the caller's transaction: assigns its message id
+    /// and the next sequence number of this request's conversation with that partner.
+    pub async fn enqueue(conn: &mut SqliteConnection, partner: &Symbol, request_id: &str, body: Body, now: DateTime<Utc>) -> Result<Envelope> {
+        let sequence = Self::bump_sequence(conn, request_id, partner, "out").await?;
+        let env = Envelope { message_id: Uuid::new_v4(), request_id: request_id.to_owned(), sequence, sent_at: now, body };
+        sqlx::query(
+            "INSERT INTO outbox (partner, request_id, message_id, sequence, envelope, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(partner.as_str())
+        .bind(request_id)
+        .bind(env.message_id.to_string())
+        .bind(sequence as i64)
+        .bind(to_json(&env))
+        .bind(ms(now))
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(env)
+    }
+
+    async fn bump_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol, direction: &str) -> Result<u64> {
+        let v: i64 = sqlx::query_scalar(
+            "INSERT INTO sequences (request_id, peer, direction, last) VALUES (?, ?, ?, 1)
+             ON CONFLICT (request_id, peer, direction) DO UPDATE SET last = last + 1 RETURNING last",
+        )
+        .bind(request_id)
+        .bind(peer.as_str())
+        .bind(direction)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(v as u64)
+    }
+
+    /// The last sequence received from `peer` for this request (0 if none).
+    pub async fn last_inbound_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol) -> Result<u64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT last FROM sequences WHERE request_id = ? AND peer = ? AND direction = 'in'")
+            .bind(request_id)
+            .bind(peer.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    pub async fn set_inbound_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol, seq: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sequences (request_id, peer, direction, last) VALUES (?, ?, 'in', ?)
+             ON CONFLICT (request_id, peer, direction) DO UPDATE SET last = excluded.last",
+        )
+        .bind(request_id)
+        .bind(peer.as_str())
+        .bind(seq as i64)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Messages to `partner` that are due now, oldest first, never one whose request has an
+    /// earlier message still undelivered (each request's messages stay in order).
+    pub async fn due_outbox(&self, partner: &str, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, partner, attempts, envelope FROM outbox o
+             WHERE partner = ?1 AND delivered_at IS NULL AND next_attempt_at <= ?2
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.partner = o.partner AND p.request_id = o.request_id
+                               AND p.delivered_at IS NULL AND p.id < o.id)
+             ORDER BY id LIMIT ?3",
+        )
+        .bind(partner)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(OutboxRow { id: r.get("id"), partner: r.get("partner"), attempts: r.get("attempts"), envelope: json("outbox envelope", r.get("envelope"))? }))
+            .collect()
+    }
+
+    /// When the next undelivered message to `partner` falls due, if any.
+    pub async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE partner = ? AND delivered_at IS NULL")
+            .bind(partner)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(v.map(from_ms))
+    }
+
+    /// Partners with undelivered messages.
+    pub async fn partners_with_pending(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT DISTINCT partner FROM outbox WHERE delivered_at IS NULL").fetch_all(&self.reader).await?)
+    }
+
+    pub async fn mark_delivered(&self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE outbox SET delivered_at = ?, outcome = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+            .bind(ms(now))
+            .bind(outcome)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_retry(&self, id: i64, error: &str, next: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?")
+            .bind(error)
+            .bind(ms(next))
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    // -- inbox --------------------------------------------------------------------------
+
+    pub async fn inbox(conn: &mut SqliteConnection, sender: &Symbol, message_id: &Uuid) -> Result<Option<InboxRow>> {
+        let row = sqlx::query("SELECT payload_hash, confirmation FROM inbox WHERE sender = ? AND message_id = ?")
+            .bind(sender.as_str())
+            .bind(message_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.map(|r| Ok(InboxRow { payload_hash: r.get("payload_hash"), confirmation: json("inbox confirmation", r.get("confirmation"))? }))
+            .transpose()
+    }
+
+    pub async fn record_inbox(conn: &mut SqliteConnection, sender: &Symbol, env: &Envelope, confirmation: &Confirmation, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("INSERT INTO inbox (sender, message_id, request_id, sequence, payload_hash, confirmation, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(sender.as_str())
+            .bind(env.message_id.to_string())
+            .bind(&env.request_id)
+            .bind(env.sequence as i64)
+            .bind(env.payload_hash())
+            .bind(to_json(confirmation))
+            .bind(ms(now))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+// -- partner writes (in a transaction) ----------------------------------------------------
+
+pub async fn insert_partner(conn: &mut SqliteConnection, p: &Partner) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO partners (symbol, name, endpoint, ca_pem, fingerprint, tier, priority, status, added_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(p.symbol.as_str())
+    .bind(&p.name)
+    .bind(&p.endpoint)
+    .bind(&p.ca_pem)
+    .bind(&p.fingerprint)
+    .bind(p.tier.as_str())
+    .bind(i64::from(p.priority))
+    .bind(p.status.as_str())
+    .bind(ms(p.added_at))
+    .bind(ms(p.updated_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_partner_status(conn: &mut SqliteConnection, symbol: &Symbol, status: PartnerStatus, now: DateTime<Utc>) -> Result<bool> {
+    let r = sqlx::query("UPDATE partners SET status = ?, updated_at = ? WHERE symbol = ?")
+        .bind(status.as_str())
+        .bind(ms(now))
+        .bind(symbol.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn delete_partner(conn: &mut SqliteConnection, symbol: &Symbol) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM partners WHERE symbol = ?").bind(symbol.as_str()).execute(&mut *conn).await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn put_agreement(conn: &mut SqliteConnection, symbol: &Symbol, a: &Agreement, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO agreements (partner, lend, borrow, loan_days, renewals, max_outstanding, formats, expiry_seconds, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (partner) DO UPDATE SET lend = ?2, borrow = ?3, loan_days = ?4, renewals = ?5, max_outstanding = ?6,
+           formats = ?7, expiry_seconds = ?8, updated_at = ?9",
+    )
+    .bind(symbol.as_str())
+    .bind(a.lend)
+    .bind(a.borrow)
+    .bind(i64::from(a.loan_days))
+    .bind(i64::from(a.renewals))
+    .bind(i64::from(a.max_outstanding))
+    .bind(a.formats.join(","))
+    .bind(a.expiry_seconds as i64)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn agreement_in(conn: &mut SqliteConnection, symbol: &Symbol) -> Result<Agreement> {
+    let row = sqlx::query("SELECT * FROM agreements WHERE partner = ?").bind(symbol.as_str()).fetch_optional(&mut *conn).await?;
+    Ok(row.as_ref().map(agreement_from_row).unwrap_or_default())
+}
+
+// -- row mapping --------------------------------------------------------------------------
+
+fn partner_from_row(r: &SqliteRow) -> Result<Partner> {
+    Ok(Partner {
+        symbol: Symbol::parse(r.get("symbol")).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        name: r.get("name"),
+        endpoint: r.get("endpoint"),
+        ca_pem: r.get("ca_pem"),
+        fingerprint: r.get("fingerprint"),
+        tier: parse("tier", r.get("tier"))?,
+        priority: r.get::<i64, _>("priority") as u32,
+        status: parse("partner status", r.get("status"))?,
+        added_at: from_ms(r.get("added_at")),
+        updated_at: from_ms(r.get("updated_at")),
+    })
+}
+
+fn agreement_from_row(r: &SqliteRow) -> Agreement {
+    let formats: String = r.get("formats");
+    Agreement {
+        configured: true,
+        lend: r.get("lend"),
+        borrow: r.get("borrow"),
+        loan_days: r.get::<i64, _>("loan_days") as u32,
+        renewals: r.get::<i64, _>("renewals") as u32,
+        max_outstanding: r.get::<i64, _>("max_outstanding") as u32,
+        formats: formats.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        expiry_seconds: r.get::<i64, _>("expiry_seconds") as u64,
+    }
+}
+
+fn item_from_row(r: &SqliteRow) -> Result<Item> {
+    Ok(Item {
+        barcode: r.get("barcode"),
+        title: r.get("title"),
+        author: r.get("author"),
+        publisher: r.get("publisher"),
+        year: r.get("year"),
+        isbn: r.get("isbn"),
+        issn: r.get("issn"),
+        oclc: r.get("oclc"),
+        lccn: r.get("lccn"),
+        format: r.get("format"),
+        location: r.get("location"),
+        call_number: r.get("call_number"),
+        policy: parse::<Policy>("policy", r.get("policy"))?,
+        status: parse::<ItemStatus>("item status", r.get("status"))?,
+    })
+}
+
+fn lending_from_row(r: &SqliteRow) -> Result<LendingRecord> {
+    Ok(LendingRecord {
+        id: r.get("id"),
+        borrower: Symbol::parse(r.get("borrower")).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        state: parse("lending state", r.get("state"))?,
+        citation: json("citation", r.get("citation"))?,
+        item_barcode: r.get("item_barcode"),
+        reason_unfilled: r.get("reason_unfilled"),
+        note: r.get("note"),
+        created_at: from_ms(r.get("created_at")),
+        updated_at: from_ms(r.get("updated_at")),
+    })
+}

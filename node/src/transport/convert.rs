@@ -1,0 +1,542 @@
+//! Protobuf ↔ domain conversions. Inbound messages are destructured field by field, so a
+//! new field in a `.proto` breaks the build here until it is handled; every value is
+//! validated and a refusal names the field (`request.citation.isbn: …`).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rota_proto::peer as pb;
+use rota_proto::staff as spb;
+use uuid::Uuid;
+
+use crate::domain::{
+    Agreement, Citation, FieldError, Item, RawCitation, RawItem, ReasonForMessage, ReasonUnfilled, RequesterAction,
+    SupplierStatus, check_date, check_text,
+};
+use crate::message::{Body, Confirmation, ConfirmationError, Envelope, RequestBody, RequesterBody, SupplierBody};
+use crate::node::{LocateAnswer, PartnerView};
+use crate::store::{BorrowingRecord, LendingRecord, TimelineEntry, ms};
+
+/// Largest sequence number accepted.
+pub const MAX_SEQUENCE: u64 = 1_000_000;
+
+fn date_string(d: Option<NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
+}
+
+// -- peer: citations -----------------------------------------------------------------------
+
+pub fn citation_from_proto(c: pb::Citation) -> Result<Citation, FieldError> {
+    let pb::Citation { title, author, isbn, issn, oclc, lccn, format, publisher, year } = c;
+    Citation::parse(RawCitation {
+        title: &title,
+        author: &author,
+        isbn: &isbn,
+        issn: &issn,
+        oclc: &oclc,
+        lccn: &lccn,
+        format: &format,
+        publisher: &publisher,
+        year: &year,
+    })
+}
+
+pub fn citation_to_proto(c: &Citation) -> pb::Citation {
+    pb::Citation {
+        title: c.title.clone(),
+        author: c.author.clone(),
+        isbn: c.isbn.clone().unwrap_or_default(),
+        issn: c.issn.clone().unwrap_or_default(),
+        oclc: c.oclc.clone().unwrap_or_default(),
+        lccn: c.lccn.clone().unwrap_or_default(),
+        format: c.format.clone(),
+        publisher: c.publisher.clone(),
+        year: c.year.clone(),
+    }
+}
+
+// -- peer: enums ---------------------------------------------------------------------------
+
+fn enum_field<P: TryFrom<i32>>(field: &str, v: i32) -> Result<P, FieldError> {
+    P::try_from(v).map_err(|_| FieldError::new(field, format!("{v} is not a known value")))
+}
+
+fn reason_from_proto(field: &str, v: i32) -> Result<Option<ReasonUnfilled>, FieldError> {
+    use pb::ReasonUnfilled as P;
+    Ok(match enum_field::<P>(field, v)? {
+        P::Unspecified => None,
+        P::NotHeld => Some(ReasonUnfilled::NotHeld),
+        P::NotOnShelf => Some(ReasonUnfilled::NotOnShelf),
+        P::NonCirculating => Some(ReasonUnfilled::NonCirculating),
+        P::NotAvailableForIll => Some(ReasonUnfilled::NotAvailableForIll),
+        P::PolicyProblem => Some(ReasonUnfilled::PolicyProblem),
+        P::PoorCondition => Some(ReasonUnfilled::PoorCondition),
+    })
+}
+
+pub fn reason_to_proto(r: Option<ReasonUnfilled>) -> pb::ReasonUnfilled {
+    use pb::ReasonUnfilled as P;
+    match r {
+        None => P::Unspecified,
+        Some(ReasonUnfilled::NotHeld) => P::NotHeld,
+        Some(ReasonUnfilled::NotOnShelf) => P::NotOnShelf,
+        Some(ReasonUnfilled::NonCirculating) => P::NonCirculating,
+        Some(ReasonUnfilled::NotAvailableForIll) => P::NotAvailableForIll,
+        Some(ReasonUnfilled::PolicyProblem) => P::PolicyProblem,
+        Some(ReasonUnfilled::PoorCondition) => P::PoorCondition,
+    }
+}
+
+fn status_from_proto(v: i32) -> Result<SupplierStatus, FieldError> {
+    use pb::SupplierStatus as P;
+    Ok(match enum_field::<P>("supplier.status", v)? {
+        P::Unspecified => return Err(FieldError::new("supplier.status", "is required")),
+        P::ExpectToSupply => SupplierStatus::ExpectToSupply,
+        P::WillSupply => SupplierStatus::WillSupply,
+        P::Loaned => SupplierStatus::Loaned,
+        P::Overdue => SupplierStatus::Overdue,
+        P::Recalled => SupplierStatus::Recalled,
+        P::RetryPossible => SupplierStatus::RetryPossible,
+        P::Unfilled => SupplierStatus::Unfilled,
+        P::LoanCompleted => SupplierStatus::LoanCompleted,
+        P::CompletedWithoutReturn => SupplierStatus::CompletedWithoutReturn,
+        P::Cancelled => SupplierStatus::Cancelled,
+    })
+}
+
+fn status_to_proto(s: SupplierStatus) -> pb::SupplierStatus {
+    use pb::SupplierStatus as P;
+    match s {
+        SupplierStatus::ExpectToSupply => P::ExpectToSupply,
+        SupplierStatus::WillSupply => P::WillSupply,
+        SupplierStatus::Loaned => P::Loaned,
+        SupplierStatus::Overdue => P::Overdue,
+        SupplierStatus::Recalled => P::Recalled,
+        SupplierStatus::RetryPossible => P::RetryPossible,
+        SupplierStatus::Unfilled => P::Unfilled,
+        SupplierStatus::LoanCompleted => P::LoanCompleted,
+        SupplierStatus::CompletedWithoutReturn => P::CompletedWithoutReturn,
+        SupplierStatus::Cancelled => P::Cancelled,
+    }
+}
+
+fn reason_for_message_from_proto(v: i32) -> Result<ReasonForMessage, FieldError> {
+    use pb::ReasonForMessage as P;
+    Ok(match enum_field::<P>("supplier.reason", v)? {
+        P::Unspecified => return Err(FieldError::new("supplier.reason", "is required")),
+        P::RequestResponse => ReasonForMessage::RequestResponse,
+        P::StatusChange => ReasonForMessage::StatusChange,
+        P::CancelResponse => ReasonForMessage::CancelResponse,
+        P::RenewResponse => ReasonForMessage::RenewResponse,
+        P::Notification => ReasonForMessage::Notification,
+    })
+}
+
+fn reason_for_message_to_proto(r: ReasonForMessage) -> pb::ReasonForMessage {
+    use pb::ReasonForMessage as P;
+    match r {
+        ReasonForMessage::RequestResponse => P::RequestResponse,
+        ReasonForMessage::StatusChange => P::StatusChange,
+        ReasonForMessage::CancelResponse => P::CancelResponse,
+        ReasonForMessage::RenewResponse => P::RenewResponse,
+        ReasonForMessage::Notification => P::Notification,
+    }
+}
+
+fn action_from_proto(v: i32) -> Result<RequesterAction, FieldError> {
+    use pb::RequesterAction as P;
+    Ok(match enum_field::<P>("requester.action", v)? {
+        P::Unspecified => return Err(FieldError::new("requester.action", "is required")),
+        P::Received => RequesterAction::Received,
+        P::ShippedReturn => RequesterAction::ShippedReturn,
+        P::Cancel => RequesterAction::Cancel,
+        P::Renew => RequesterAction::Renew,
+        P::Lost => RequesterAction::Lost,
+        P::StatusRequest => RequesterAction::StatusRequest,
+        P::Notification => RequesterAction::Notification,
+    })
+}
+
+fn action_to_proto(a: RequesterAction) -> pb::RequesterAction {
+    use pb::RequesterAction as P;
+    match a {
+        RequesterAction::Received => P::Received,
+        RequesterAction::ShippedReturn => P::ShippedReturn,
+        RequesterAction::Cancel => P::Cancel,
+        RequesterAction::Renew => P::Renew,
+        RequesterAction::Lost => P::Lost,
+        RequesterAction::StatusRequest => P::StatusRequest,
+        RequesterAction::Notification => P::Notification,
+    }
+}
+
+// -- peer: envelopes -------------------------------------------------------------------------
+
+/// Check a request id: `<SYMBOL>-<n>`, at most 40 characters.
+pub fn check_request_id(field: &str, id: &str) -> Result<String, FieldError> {
+    let ok = id.len() <= 40
+        && id.rsplit_once('-').is_some_and(|(sym, n)| {
+            rota_certs::Symbol::parse(sym).is_ok() && !n.is_empty() && n.len() <= 12 && n.bytes().all(|b| b.is_ascii_digit())
+        });
+    if ok { Ok(id.to_owned()) } else { Err(FieldError::new(field, format!("{:?} is not a request id like DGW-17", id.chars().take(48).collect::<String>()))) }
+}
+
+pub fn envelope_from_proto(e: pb::Envelope) -> Result<Envelope, FieldError> {
+    let pb::Envelope { message_id, request_id, sequence, sent_at_unix_ms, body } = e;
+    let message_id = Uuid::parse_str(&message_id)
+        .map_err(|_| FieldError::new("message_id", format!("{:?} is not a UUID", message_id.chars().take(48).collect::<String>())))?;
+    let request_id = check_request_id("request_id", &request_id)?;
+    if sequence == 0 || sequence > MAX_SEQUENCE {
+        return Err(FieldError::new("sequence", format!("{sequence} is outside 1..={MAX_SEQUENCE}")));
+    }
+    // Between 2000-01-01 and 2200-01-01.
+    if !(946_684_800_000..=7_258_118_400_000).contains(&sent_at_unix_ms) {
+        return Err(FieldError::new("sent_at_unix_ms", format!("{sent_at_unix_ms} is not a plausible time")));
+    }
+    let sent_at = DateTime::from_timestamp_millis(sent_at_unix_ms).unwrap_or_default();
+    let body = match body.ok_or_else(|| FieldError::new("body", "is required (request, supplier or requester)"))? {
+        pb::envelope::Body::Request(r) => {
+            let pb::Request { citation, service_type, need_before, note } = r;
+            let citation = citation_from_proto(citation.ok_or_else(|| FieldError::new("request.citation", "is required"))?)
+                .map_err(|e| e.within("request.citation"))?;
+            match enum_field::<pb::ServiceType>("request.service_type", service_type)? {
+                pb::ServiceType::Loan => {}
+                other => return Err(FieldError::new("request.service_type", format!("{} is not supported: Rota lends physical items", other.as_str_name()))),
+            }
+            Body::Request(RequestBody {
+                citation,
+                need_before: check_date("request.need_before", &need_before)?,
+                note: check_text("request.note", &note, 2000, false)?,
+            })
+        }
+        pb::envelope::Body::Supplier(s) => {
+            let pb::SupplierMessage { reason, status, reason_unfilled, due_date, item_id, answer, condition, note } = s;
+            let status = status_from_proto(status)?;
+            let reason_unfilled = reason_from_proto("supplier.reason_unfilled", reason_unfilled)?;
+            if status == SupplierStatus::Unfilled && reason_unfilled.is_none() {
+                return Err(FieldError::new("supplier.reason_unfilled", "is required when status is Unfilled"));
+            }
+            Body::Supplier(SupplierBody {
+                reason: reason_for_message_from_proto(reason)?,
+                status,
+                reason_unfilled,
+                due_date: check_date("supplier.due_date", &due_date)?,
+                item_id: check_text("supplier.item_id", &item_id, 64, false)?,
+                answer: match enum_field::<pb::YesNo>("supplier.answer", answer)? {
+                    pb::YesNo::Unspecified => None,
+                    pb::YesNo::Yes => Some(true),
+                    pb::YesNo::No => Some(false),
+                },
+                condition: check_text("supplier.condition", &condition, 200, false)?,
+                note: check_text("supplier.note", &note, 2000, false)?,
+            })
+        }
+        pb::envelope::Body::Requester(r) => {
+            let pb::RequesterMessage { action, note } = r;
+            Body::Requester(RequesterBody { action: action_from_proto(action)?, note: check_text("requester.note", &note, 2000, false)? })
+        }
+    };
+    Ok(Envelope { message_id, request_id, sequence, sent_at, body })
+}
+
+pub fn envelope_to_proto(e: &Envelope) -> pb::Envelope {
+    let body = match &e.body {
+        Body::Request(r) => pb::envelope::Body::Request(pb::Request {
+            citation: Some(citation_to_proto(&r.citation)),
+            service_type: pb::ServiceType::Loan as i32,
+            need_before: date_string(r.need_before),
+            note: r.note.clone(),
+        }),
+        Body::Supplier(s) => pb::envelope::Body::Supplier(pb::SupplierMessage {
+            reason: reason_for_message_to_proto(s.reason) as i32,
+            status: status_to_proto(s.status) as i32,
+            reason_unfilled: reason_to_proto(s.reason_unfilled) as i32,
+            due_date: date_string(s.due_date),
+            item_id: s.item_id.clone(),
+            answer: match s.answer {
+                None => pb::YesNo::Unspecified,
+                Some(true) => pb::YesNo::Yes,
+                Some(false) => pb::YesNo::No,
+            } as i32,
+            condition: s.condition.clone(),
+            note: s.note.clone(),
+        }),
+        Body::Requester(r) => pb::envelope::Body::Requester(pb::RequesterMessage { action: action_to_proto(r.action) as i32, note: r.note.clone() }),
+    };
+    pb::Envelope {
+        message_id: e.message_id.to_string(),
+        request_id: e.request_id.clone(),
+        sequence: e.sequence,
+        sent_at_unix_ms: e.sent_at.timestamp_millis(),
+        body: Some(body),
+    }
+}
+
+pub fn confirmation_to_proto(c: &Confirmation) -> pb::Confirmation {
+    use pb::{ConfirmationStatus as S, ErrorType as T};
+    match c {
+        Confirmation::Accepted { received_at } => pb::Confirmation {
+            status: S::Accepted as i32,
+            error_type: T::Unspecified as i32,
+            error_value: String::new(),
+            received_at_unix_ms: received_at.timestamp_millis(),
+        },
+        Confirmation::RetryLater { reason } => {
+            pb::Confirmation { status: S::RetryLater as i32, error_type: T::Unspecified as i32, error_value: reason.clone(), received_at_unix_ms: 0 }
+        }
+        Confirmation::Error { kind, detail } => pb::Confirmation {
+            status: S::Error as i32,
+            error_type: match kind {
+                ConfirmationError::BadlyFormedMessage => T::BadlyFormedMessage,
+                ConfirmationError::UnrecognisedDataValue => T::UnrecognisedDataValue,
+                ConfirmationError::UnsupportedAction => T::UnsupportedAction,
+                ConfirmationError::UnrecognisedRequestId => T::UnrecognisedRequestId,
+                ConfirmationError::DuplicateMessageId => T::DuplicateMessageId,
+                ConfirmationError::IllegalInState => T::IllegalInState,
+            } as i32,
+            error_value: detail.clone(),
+            received_at_unix_ms: 0,
+        },
+    }
+}
+
+pub fn locate_to_proto(a: &LocateAnswer) -> pb::LocateResponse {
+    pb::LocateResponse { available: a.available, reason: reason_to_proto(a.reason) as i32, copies: a.copies }
+}
+
+pub fn agreement_view(a: &Agreement) -> pb::AgreementView {
+    pb::AgreementView {
+        configured: a.configured,
+        lend: a.lend,
+        borrow: a.borrow,
+        loan_days: a.loan_days,
+        renewals: a.renewals,
+        max_outstanding: a.max_outstanding,
+        formats: a.formats.clone(),
+        expiry_seconds: a.expiry_seconds,
+    }
+}
+
+// -- staff -----------------------------------------------------------------------------------
+
+pub fn staff_citation_from_proto(c: spb::Citation) -> Result<Citation, FieldError> {
+    let spb::Citation { title, author, isbn, issn, oclc, lccn, format } = c;
+    Citation::parse(RawCitation { title: &title, author: &author, isbn: &isbn, issn: &issn, oclc: &oclc, lccn: &lccn, format: &format, publisher: "", year: "" })
+}
+
+pub fn staff_citation_to_proto(c: &Citation) -> spb::Citation {
+    spb::Citation {
+        title: c.title.clone(),
+        author: c.author.clone(),
+        isbn: c.isbn.clone().unwrap_or_default(),
+        issn: c.issn.clone().unwrap_or_default(),
+        oclc: c.oclc.clone().unwrap_or_default(),
+        lccn: c.lccn.clone().unwrap_or_default(),
+        format: c.format.clone(),
+    }
+}
+
+pub fn item_from_proto(i: spb::Item) -> Result<Item, FieldError> {
+    let spb::Item {
+        barcode,
+        title,
+        author,
+        publisher,
+        year,
+        isbn,
+        issn,
+        oclc,
+        lccn,
+        format,
+        location,
+        call_number,
+        policy,
+        status,
+        updated_at_unix_ms: _,
+    } = i;
+    Item::parse(RawItem {
+        barcode: &barcode,
+        citation: RawCitation { title: &title, author: &author, isbn: &isbn, issn: &issn, oclc: &oclc, lccn: &lccn, format: &format, publisher: &publisher, year: &year },
+        location: &location,
+        call_number: &call_number,
+        policy: &policy,
+        status: &status,
+    })
+}
+
+pub fn item_to_proto(i: &Item) -> spb::Item {
+    spb::Item {
+        barcode: i.barcode.clone(),
+        title: i.title.clone(),
+        author: i.author.clone(),
+        publisher: i.publisher.clone(),
+        year: i.year.clone(),
+        isbn: i.isbn.clone().unwrap_or_default(),
+        issn: i.issn.clone().unwrap_or_default(),
+        oclc: i.oclc.clone().unwrap_or_default(),
+        lccn: i.lccn.clone().unwrap_or_default(),
+        format: i.format.clone(),
+        location: i.location.clone(),
+        call_number: i.call_number.clone(),
+        policy: i.policy.to_string(),
+        status: i.status.to_string(),
+        updated_at_unix_ms: 0,
+    }
+}
+
+pub fn staff_agreement(partner: &str, a: &Agreement) -> spb::Agreement {
+    spb::Agreement {
+        partner: partner.to_owned(),
+        configured: a.configured,
+        lend: a.lend,
+        borrow: a.borrow,
+        loan_days: a.loan_days,
+        renewals: a.renewals,
+        max_outstanding: a.max_outstanding,
+        formats: a.formats.clone(),
+        expiry_seconds: a.expiry_seconds,
+        updated_at_unix_ms: 0,
+    }
+}
+
+pub fn partner_to_proto(v: &PartnerView) -> spb::Partner {
+    let p = &v.partner;
+    spb::Partner {
+        symbol: p.symbol.to_string(),
+        name: p.name.clone(),
+        endpoint: p.endpoint.clone(),
+        tier: p.tier.to_string(),
+        priority: p.priority,
+        status: p.status.to_string(),
+        fingerprint: p.fingerprint.clone(),
+        added_at_unix_ms: ms(p.added_at),
+        updated_at_unix_ms: ms(p.updated_at),
+        agreement: Some(staff_agreement(p.symbol.as_str(), &v.agreement)),
+        pending_messages: v.pending_messages,
+        last_delivery_error: v.last_delivery_error.clone().unwrap_or_default(),
+    }
+}
+
+pub fn timeline_to_proto(t: &[TimelineEntry]) -> Vec<spb::TimelineEvent> {
+    t.iter()
+        .map(|e| spb::TimelineEvent {
+            at_unix_ms: ms(e.at),
+            actor: e.actor.clone(),
+            event: e.event.clone(),
+            state: e.state.clone(),
+            detail: e.detail.clone(),
+            partner: e.partner.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+pub fn borrowing_to_proto(r: &BorrowingRecord, timeline: &[TimelineEntry]) -> spb::BorrowingRequest {
+    spb::BorrowingRequest {
+        id: r.id.clone(),
+        state: r.state.to_string(),
+        citation: Some(staff_citation_to_proto(&r.citation)),
+        patron_id: r.patron_id.clone(),
+        note: r.note.clone(),
+        need_before: date_string(r.need_before),
+        rota: r
+            .rota
+            .iter()
+            .map(|e| spb::RotaEntry {
+                partner: e.partner.to_string(),
+                tier: e.tier.to_string(),
+                priority: e.priority,
+                outcome: e.outcome.to_string(),
+                reason: e.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+        position: r.position as u32,
+        supplier: r.supplier.as_ref().map(ToString::to_string).unwrap_or_default(),
+        created_at_unix_ms: ms(r.created_at),
+        updated_at_unix_ms: ms(r.updated_at),
+        timeline: timeline_to_proto(timeline),
+    }
+}
+
+pub fn lending_to_proto(r: &LendingRecord, item: Option<&Item>, timeline: &[TimelineEntry]) -> spb::LendingRequest {
+    spb::LendingRequest {
+        id: r.id.clone(),
+        borrower: r.borrower.to_string(),
+        state: r.state.to_string(),
+        citation: Some(staff_citation_to_proto(&r.citation)),
+        item_barcode: r.item_barcode.clone().unwrap_or_default(),
+        reason_unfilled: r.reason_unfilled.clone().unwrap_or_default(),
+        note: r.note.clone(),
+        created_at_unix_ms: ms(r.created_at),
+        updated_at_unix_ms: ms(r.updated_at),
+        timeline: timeline_to_proto(timeline),
+        item_title: item.map(|i| i.title.clone()).unwrap_or_default(),
+        item_call_number: item.map(|i| i.call_number.clone()).unwrap_or_default(),
+        item_location: item.map(|i| i.location.clone()).unwrap_or_default(),
+    }
+}
+
+/// The current time in the wire's unit.
+pub fn now_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> pb::Envelope {
+        pb::Envelope {
+            message_id: Uuid::new_v4().to_string(),
+            request_id: "DGW-1".into(),
+            sequence: 1,
+            sent_at_unix_ms: 1_800_000_000_000,
+            body: Some(pb::envelope::Body::Request(pb::Request {
+                citation: Some(pb::Citation { title: "Glad reunion".into(), isbn: "0914520407".into(), ..Default::default() }),
+                service_type: pb::ServiceType::Loan as i32,
+                need_before: String::new(),
+                note: String::new(),
+            })),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_normalisation() {
+        let e = envelope_from_proto(env()).unwrap();
+        let Body::Request(r) = &e.body else { panic!() };
+        assert_eq!(r.citation.isbn.as_deref(), Some("9780914520402"));
+        let again = envelope_from_proto(envelope_to_proto(&e)).unwrap();
+        assert_eq!(again, e);
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let field = |mut f: Box<dyn FnMut(&mut pb::Envelope)>| {
+            let mut e = env();
+            f(&mut e);
+            envelope_from_proto(e).unwrap_err().field
+        };
+        assert_eq!(field(Box::new(|e| e.message_id = "nope".into())), "message_id");
+        assert_eq!(field(Box::new(|e| e.request_id = "dgw 1".into())), "request_id");
+        assert_eq!(field(Box::new(|e| e.sequence = 0)), "sequence");
+        assert_eq!(field(Box::new(|e| e.sent_at_unix_ms = 5)), "sent_at_unix_ms");
+        assert_eq!(field(Box::new(|e| e.body = None)), "body");
+        assert_eq!(
+            field(Box::new(|e| if let Some(pb::envelope::Body::Request(r)) = &mut e.body {
+                r.citation.as_mut().unwrap().isbn = "0874669951".into();
+            })),
+            "request.citation.isbn"
+        );
+        assert_eq!(
+            field(Box::new(|e| if let Some(pb::envelope::Body::Request(r)) = &mut e.body {
+                r.service_type = 99;
+            })),
+            "request.service_type"
+        );
+        assert_eq!(
+            field(Box::new(|e| e.body = Some(pb::envelope::Body::Supplier(pb::SupplierMessage {
+                reason: 1,
+                status: pb::SupplierStatus::Unfilled as i32,
+                ..Default::default()
+            })))),
+            "supplier.reason_unfilled"
+        );
+    }
+}

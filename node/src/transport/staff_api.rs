@@ -1,0 +1,205 @@
+//! The staff API adapter: CLI RPCs → [`Node`].
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rota_proto::staff as pb;
+use rota_proto::staff::staff_server::Staff;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::domain::{FieldError, PartnerStatus, Symbol, Tier, check_date};
+use crate::machine::{BorrowingState, LendingState};
+use crate::node::{AgreementPatch, NewRequest, Node};
+use crate::transport::convert;
+use crate::transport::server::staff_user;
+use crate::transport::status::invalid;
+
+/// Most rows one import stream may carry.
+pub const MAX_IMPORT_ROWS: u64 = 5_000_000;
+
+pub struct StaffApi {
+    node: Arc<Node>,
+}
+
+impl StaffApi {
+    pub fn new(node: Arc<Node>) -> Self {
+        StaffApi { node }
+    }
+}
+
+fn symbol(field: &str, s: &str) -> Result<Symbol, Status> {
+    Symbol::parse(s).map_err(|e| invalid(FieldError::new(field, e.to_string())))
+}
+
+type R<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Staff for StaffApi {
+    async fn node_info(&self, req: Request<pb::Empty>) -> R<pb::NodeInfoReply> {
+        let user = staff_user(&req)?;
+        let n = &self.node;
+        Ok(Response::new(pb::NodeInfoReply {
+            symbol: n.symbol().to_string(),
+            name: n.config.name.clone(),
+            public_url: n.config.public_url.clone(),
+            staff_user: user.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            fingerprint: n.card().fingerprint(),
+        }))
+    }
+
+    async fn export_card(&self, req: Request<pb::Empty>) -> R<pb::Card> {
+        staff_user(&req)?;
+        let c = self.node.card();
+        Ok(Response::new(pb::Card {
+            text: c.to_text(),
+            symbol: c.symbol.to_string(),
+            name: c.name.clone(),
+            endpoint: c.endpoint.clone(),
+            fingerprint: c.fingerprint(),
+        }))
+    }
+
+    async fn add_partner(&self, req: Request<pb::AddPartnerRequest>) -> R<pb::Partner> {
+        let user = staff_user(&req)?;
+        let pb::AddPartnerRequest { card_text, tier, priority, expected_fingerprint } = req.into_inner();
+        let tier = Tier::parse_field(&tier, "tier").map_err(invalid)?;
+        let v = self.node.add_partner(&user, &card_text, tier, priority, Some(&expected_fingerprint)).await?;
+        Ok(Response::new(convert::partner_to_proto(&v)))
+    }
+
+    async fn list_partners(&self, req: Request<pb::Empty>) -> R<pb::PartnerList> {
+        staff_user(&req)?;
+        let partners = self.node.partners().await?;
+        Ok(Response::new(pb::PartnerList { partners: partners.iter().map(convert::partner_to_proto).collect() }))
+    }
+
+    async fn get_partner(&self, req: Request<pb::SymbolRequest>) -> R<pb::Partner> {
+        staff_user(&req)?;
+        let sym = symbol("symbol", &req.into_inner().symbol)?;
+        Ok(Response::new(convert::partner_to_proto(&self.node.partner(&sym).await?)))
+    }
+
+    async fn set_partner_status(&self, req: Request<pb::SetPartnerStatusRequest>) -> R<pb::Partner> {
+        let user = staff_user(&req)?;
+        let pb::SetPartnerStatusRequest { symbol: s, status } = req.into_inner();
+        let sym = symbol("symbol", &s)?;
+        let status = PartnerStatus::parse_field(&status, "status").map_err(invalid)?;
+        Ok(Response::new(convert::partner_to_proto(&self.node.set_partner_status(&user, &sym, status).await?)))
+    }
+
+    async fn remove_partner(&self, req: Request<pb::SymbolRequest>) -> R<pb::Partner> {
+        let user = staff_user(&req)?;
+        let sym = symbol("symbol", &req.into_inner().symbol)?;
+        Ok(Response::new(convert::partner_to_proto(&self.node.remove_partner(&user, &sym).await?)))
+    }
+
+    async fn issue_staff(&self, req: Request<pb::IssueStaffRequest>) -> R<pb::IssuedStaff> {
+        let by = staff_user(&req)?;
+        let pb::IssueStaffRequest { user, csr_pem } = req.into_inner();
+        let cert_pem = self.node.issue_staff(&by, &user, &csr_pem)?;
+        Ok(Response::new(pb::IssuedStaff {
+            user,
+            cert_pem,
+            ca_pem: self.node.card().ca_pem.clone(),
+            symbol: self.node.symbol().to_string(),
+            node_url: self.node.config.public_url.clone(),
+        }))
+    }
+
+    async fn add_item(&self, req: Request<pb::Item>) -> R<pb::Item> {
+        staff_user(&req)?;
+        let item = convert::item_from_proto(req.into_inner()).map_err(invalid)?;
+        let (_, item) = self.node.add_item(&item).await?;
+        Ok(Response::new(convert::item_to_proto(&item)))
+    }
+
+    async fn import_items(&self, req: Request<Streaming<pb::ImportRow>>) -> R<pb::ImportSummary> {
+        staff_user(&req)?;
+        let mut stream = req.into_inner();
+        let mut items = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        while let Some(row) = stream.next().await {
+            let pb::ImportRow { source, item } = row?;
+            let source: String = source.chars().take(64).collect();
+            let item = convert::item_from_proto(item.unwrap_or_default())
+                .map_err(|e| Status::invalid_argument(format!("{source}: {e}; nothing was imported")))?;
+            if let Some(first) = seen.insert(item.barcode.clone(), source.clone()) {
+                return Err(Status::invalid_argument(format!("{source}: barcode {} already appears at {first}; nothing was imported", item.barcode)));
+            }
+            items.push(item);
+            if items.len() as u64 > MAX_IMPORT_ROWS {
+                return Err(Status::resource_exhausted(format!("an import may carry at most {MAX_IMPORT_ROWS} rows")));
+            }
+        }
+        let s = self.node.import_items(&items).await?;
+        Ok(Response::new(pb::ImportSummary { rows: s.rows, created: s.created, updated: s.updated, unchanged: s.unchanged }))
+    }
+
+    async fn search_items(&self, req: Request<pb::SearchItemsRequest>) -> R<pb::ItemList> {
+        staff_user(&req)?;
+        let pb::SearchItemsRequest { query, limit } = req.into_inner();
+        let items = self.node.search_items(&query, if limit == 0 { 20 } else { limit }).await?;
+        Ok(Response::new(pb::ItemList { items: items.iter().map(convert::item_to_proto).collect() }))
+    }
+
+    async fn get_item(&self, req: Request<pb::BarcodeRequest>) -> R<pb::Item> {
+        staff_user(&req)?;
+        let item = self.node.item(&req.into_inner().barcode).await?;
+        Ok(Response::new(convert::item_to_proto(&item)))
+    }
+
+    async fn set_agreement(&self, req: Request<pb::SetAgreementRequest>) -> R<pb::Agreement> {
+        let user = staff_user(&req)?;
+        let pb::SetAgreementRequest { partner, lend, borrow, loan_days, renewals, max_outstanding, formats, set_formats, expiry_seconds } = req.into_inner();
+        let sym = symbol("partner", &partner)?;
+        let patch = AgreementPatch { lend, borrow, loan_days, renewals, max_outstanding, formats: set_formats.then_some(formats), expiry_seconds };
+        let a = self.node.set_agreement(&user, &sym, patch).await?;
+        Ok(Response::new(convert::staff_agreement(sym.as_str(), &a)))
+    }
+
+    async fn get_agreement(&self, req: Request<pb::SymbolRequest>) -> R<pb::Agreement> {
+        staff_user(&req)?;
+        let sym = symbol("symbol", &req.into_inner().symbol)?;
+        let a = self.node.agreement(&sym).await?;
+        Ok(Response::new(convert::staff_agreement(sym.as_str(), &a)))
+    }
+
+    async fn create_request(&self, req: Request<pb::CreateRequestRequest>) -> R<pb::BorrowingRequest> {
+        let user = staff_user(&req)?;
+        let pb::CreateRequestRequest { citation, patron_id, note, need_before } = req.into_inner();
+        let citation = convert::staff_citation_from_proto(citation.ok_or_else(|| Status::invalid_argument("citation: is required"))?).map_err(invalid)?;
+        let need_before = check_date("need_before", &need_before).map_err(invalid)?;
+        let rec = self.node.create_request(&user, NewRequest { citation, patron_id, note, need_before }).await?;
+        let (rec, tl) = self.node.request(&rec.id).await?;
+        Ok(Response::new(convert::borrowing_to_proto(&rec, &tl)))
+    }
+
+    async fn list_requests(&self, req: Request<pb::ListRequest>) -> R<pb::BorrowingRequestList> {
+        staff_user(&req)?;
+        let pb::ListRequest { status, limit } = req.into_inner();
+        let state = if status.is_empty() { None } else { Some(BorrowingState::parse_field(&status, "status").map_err(invalid)?) };
+        let list = self.node.requests(state, if limit == 0 { 100 } else { limit }).await?;
+        Ok(Response::new(pb::BorrowingRequestList { requests: list.iter().map(|r| convert::borrowing_to_proto(r, &[])).collect() }))
+    }
+
+    async fn get_request(&self, req: Request<pb::IdRequest>) -> R<pb::BorrowingRequest> {
+        staff_user(&req)?;
+        let (rec, tl) = self.node.request(&req.into_inner().id).await?;
+        Ok(Response::new(convert::borrowing_to_proto(&rec, &tl)))
+    }
+
+    async fn list_lending(&self, req: Request<pb::ListRequest>) -> R<pb::LendingRequestList> {
+        staff_user(&req)?;
+        let pb::ListRequest { status, limit } = req.into_inner();
+        let state = if status.is_empty() { None } else { Some(LendingState::parse_field(&status, "status").map_err(invalid)?) };
+        let list = self.node.lending_requests(state, if limit == 0 { 100 } else { limit }).await?;
+        Ok(Response::new(pb::LendingRequestList { requests: list.iter().map(|(r, i)| convert::lending_to_proto(r, i.as_ref(), &[])).collect() }))
+    }
+
+    async fn get_lending(&self, req: Request<pb::IdRequest>) -> R<pb::LendingRequest> {
+        staff_user(&req)?;
+        let (rec, item, tl) = self.node.lending_request(&req.into_inner().id).await?;
+        Ok(Response::new(convert::lending_to_proto(&rec, item.as_ref(), &tl)))
+    }
+}

@@ -1,0 +1,32 @@
+//! Node errors become gRPC statuses here and nowhere else. Internal details (database
+//! errors) are logged, never sent.
+
+use tonic::Status;
+
+use crate::domain::FieldError;
+use crate::error::NodeError;
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Status {
+        match e {
+            NodeError::Invalid(f) => Status::invalid_argument(f.to_string()),
+            NodeError::NotFound(m) => Status::not_found(m),
+            NodeError::Conflict(m) => Status::already_exists(m),
+            NodeError::Forbidden(m) => Status::permission_denied(m),
+            NodeError::Illegal(i) => Status::failed_precondition(i.to_string()),
+            NodeError::Store(e) => {
+                tracing::error!(error = %e, "storage error");
+                Status::internal("internal storage error; the node's log has the details")
+            }
+            NodeError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal("internal error; the node's log has the details")
+            }
+        }
+    }
+}
+
+/// A field that failed validation on the wire.
+pub fn invalid(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
