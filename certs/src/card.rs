@@ -83,10 +83,11 @@ pub fn check_endpoint(url: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("has no host".into());
     }
-    if let Some((_, port)) = rest.rsplit_once(':').filter(|_| !rest.ends_with(']')) {
-        if !port.is_empty() && port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("port {port:?} is not a port number"));
-        }
+    if let Some((_, port)) = rest.rsplit_once(':').filter(|_| !rest.ends_with(']'))
+        && !port.is_empty()
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(format!("port {port:?} is not a port number"));
     }
     if url.len() > 512 {
         return Err("is longer than 512 characters".into());

@@ -144,13 +144,13 @@ impl Identity {
             .ok_or(IdentityError::NoIdentity)?;
         let mut found = None;
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                if uri.starts_with("urn:rota:") {
-                    if found.is_some() {
-                        return Err(IdentityError::AmbiguousIdentity);
-                    }
-                    found = Some(Identity::from_urn(uri)?);
+            if let GeneralName::URI(uri) = name
+                && uri.starts_with("urn:rota:")
+            {
+                if found.is_some() {
+                    return Err(IdentityError::AmbiguousIdentity);
                 }
+                found = Some(Identity::from_urn(uri)?);
             }
         }
         found.ok_or(IdentityError::NoIdentity)

@@ -359,8 +359,8 @@ fn opt_id(field: &str, raw: &str, f: fn(&str) -> Result<String, String>) -> Resu
 impl Citation {
     pub fn parse(raw: RawCitation<'_>) -> Result<Self, FieldError> {
         let c = Citation {
-            title: check_text("title", raw.title, 500, true)?,
-            author: check_text("author", raw.author, 300, false)?,
+            title: check_text("title", raw.title, 2000, true)?,
+            author: check_text("author", raw.author, 500, false)?,
             isbn: opt_id("isbn", raw.isbn, normalise_isbn)?,
             issn: opt_id("issn", raw.issn, normalise_issn)?,
             oclc: opt_id("oclc", raw.oclc, normalise_oclc)?,

@@ -239,7 +239,7 @@ fn ask(step: &mut BorrowingStep, view: &BorrowingView, index: usize) {
     step.state = BorrowingState::Sent;
     step.position = index;
     step.effects.push(BorrowingEffect::Slot { index, outcome: SlotOutcome::Current, reason: None });
-    step.notes.push(Note::new("request_sent", format!("asked lender {} of {}", index + 1, view.rota.len()), Some(&to)));
+    step.notes.push(Note::new("request_sent", format!("asked {to}, lender {} of {}", index + 1, view.rota.len()), Some(&to)));
     step.out.push(BorrowerOut::Request { to });
 }
 
