@@ -519,7 +519,7 @@ mod tests {
     #[test]
     fn isbn_normalises_to_13() {
         assert_eq!(normalise_isbn("0-19-852663-6 (pbk.)").unwrap(), "9780198526636");
-        assert_eq!(normalise_isbn("0914520407").unwrap(), "9780914520402");
+        assert_eq!(normalise_isbn("0914520407").unwrap(), "9780914520405");
         assert_eq!(normalise_isbn("978-0-19-852663-6").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("080442957X").unwrap(), "9780804429573");
         assert!(normalise_isbn("0874669951").unwrap_err().contains("check digit"));

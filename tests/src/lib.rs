@@ -1,1 +1,179 @@
-//! x
+//! Test harness for Rota's end-to-end tests: real nodes over real mutual TLS on
+//! 127.0.0.1, with ephemeral ports and certificates generated per test.
+//!
+//! Logs are silent unless `TEST_LOG` is set (to an env-filter, e.g. `TEST_LOG=debug`).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rota_certs::profile::{LoadedProfile, Profile};
+use rota_node::clock::SystemClock;
+use rota_node::config::Config;
+use rota_node::runtime::RunningNode;
+use rota_proto::peer::peer_client::PeerClient;
+use rota_proto::staff::staff_client::StaffClient;
+use rota_proto::staff::{self as spb};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+/// How long an eventual condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Wait until `check` returns `Some`, polling, for at most `patience`. Panics with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {patience:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Once per test process: the crypto provider and, with TEST_LOG, logging.
+pub fn setup() {
+    rota_certs::install_crypto_provider();
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+    }
+}
+
+/// A node running in this process.
+pub struct TestNode {
+    pub symbol: String,
+    pub data_dir: PathBuf,
+    pub url: String,
+    pub profile_path: PathBuf,
+    pub profile: LoadedProfile,
+    pub running: RunningNode,
+    pub staff: StaffClient<Channel>,
+    _dir: Arc<TempDir>,
+}
+
+/// Initialise a node in a fresh temporary directory (not started).
+pub async fn init_node(root: &Path, symbol: &str) -> (PathBuf, TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let data_dir = root.join(symbol.to_lowercase());
+    let url = format!("https://127.0.0.1:{port}");
+    rota_node::init::init(&rota_node::init::InitOptions {
+        data_dir: data_dir.clone(),
+        symbol: symbol.into(),
+        name: format!("{symbol} Test Library"),
+        listen: format!("127.0.0.1:{port}"),
+        public_url: url.clone(),
+    })
+    .await
+    .unwrap();
+    (data_dir, listener, url)
+}
+
+/// Start a node called `symbol` on an ephemeral port, with its own CA.
+pub async fn start_node(symbol: &str) -> TestNode {
+    setup();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (data_dir, listener, url) = init_node(dir.path(), symbol).await;
+    let config = Config::load(&data_dir).unwrap();
+    let running = RunningNode::start_with(config, listener, Arc::new(SystemClock)).await.unwrap();
+    let profile_path = data_dir.join("profiles/admin/profile.toml");
+    let profile = Profile::load(&profile_path).unwrap();
+    let staff = staff_client(&profile).await;
+    TestNode { symbol: symbol.into(), data_dir, url, profile_path, profile, running, staff, _dir: dir }
+}
+
+/// A staff client for a profile.
+pub async fn staff_client(p: &LoadedProfile) -> StaffClient<Channel> {
+    let ch = rota_proto::channel::connect(&p.node_url, p.client_config().unwrap(), Duration::from_secs(30)).await.unwrap();
+    StaffClient::new(ch)
+}
+
+impl TestNode {
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.data_dir.join(rel)).unwrap()
+    }
+
+    /// This node's CA certificate (DER).
+    pub fn ca_der(&self) -> Vec<u8> {
+        rota_certs::tls::certs_from_pem(&self.read("tls/ca.pem")).unwrap()[0].to_vec()
+    }
+
+    /// A peer-API client that dials `other` as this node, presenting this node's certificate.
+    pub async fn peer_client_to(&self, other: &TestNode) -> Result<PeerClient<Channel>, String> {
+        let tls = rota_certs::tls::client_config(
+            rota_certs::Symbol::parse(&other.symbol).unwrap(),
+            &other.ca_der(),
+            &self.read("tls/node.pem"),
+            &self.read("tls/node.key"),
+        )
+        .unwrap();
+        rota_proto::channel::connect(&other.url, tls, Duration::from_secs(10)).await.map(PeerClient::new).map_err(|e| format!("{e:?}"))
+    }
+
+    /// Add `other` as a partner of this node with `tier`, and set a two-way agreement.
+    pub async fn add_partner(&mut self, other: &mut TestNode, tier: &str, priority: u32) {
+        let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+        self.staff
+            .add_partner(spb::AddPartnerRequest { card_text: card.text, tier: tier.into(), priority, expected_fingerprint: card.fingerprint })
+            .await
+            .unwrap();
+        self.staff
+            .set_agreement(spb::SetAgreementRequest { partner: other.symbol.clone(), lend: Some(true), borrow: Some(true), ..Default::default() })
+            .await
+            .unwrap();
+    }
+
+    pub async fn add_item(&mut self, barcode: &str, title: &str, isbn: &str, status: &str) {
+        self.staff
+            .add_item(spb::Item { barcode: barcode.into(), title: title.into(), isbn: isbn.into(), status: status.into(), ..Default::default() })
+            .await
+            .unwrap();
+    }
+
+    pub async fn request(&mut self, id: &str) -> spb::BorrowingRequest {
+        self.staff.get_request(spb::IdRequest { id: id.into() }).await.unwrap().into_inner()
+    }
+
+    pub async fn lending(&mut self, id: &str) -> Option<spb::LendingRequest> {
+        self.staff.get_lending(spb::IdRequest { id: id.into() }).await.ok().map(|r| r.into_inner())
+    }
+
+    /// Wait until borrowing request `id` reaches `state`.
+    pub async fn wait_state(&mut self, id: &str, state: &str) -> spb::BorrowingRequest {
+        let staff = self.staff.clone();
+        eventually(&format!("request {id} to be {state}"), PATIENCE, || {
+            let mut s = staff.clone();
+            let id = id.to_owned();
+            let state = state.to_owned();
+            async move {
+                let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
+                (r.state == state).then_some(r)
+            }
+        })
+        .await
+    }
+}
+
+/// Make two nodes partners of each other, each giving the other `tier`.
+pub async fn partner_up(a: &mut TestNode, b: &mut TestNode, tier_at_a: &str, tier_at_b: &str) {
+    a.add_partner(b, tier_at_a, 100).await;
+    b.add_partner(a, tier_at_b, 100).await;
+}
+
+/// The directory holding the workspace's built binaries (`rota`, `rota-node`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    for b in ["rota", "rota-node"] {
+        assert!(dir.join(b).exists(), "{} is missing: run the tests with `cargo nextest run --workspace` (or `cargo test --workspace`), which builds it", dir.join(b).display());
+    }
+    dir
+}

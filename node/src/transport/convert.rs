@@ -501,7 +501,7 @@ mod tests {
     fn round_trip_and_normalisation() {
         let e = envelope_from_proto(env()).unwrap();
         let Body::Request(r) = &e.body else { panic!() };
-        assert_eq!(r.citation.isbn.as_deref(), Some("9780914520402"));
+        assert_eq!(r.citation.isbn.as_deref(), Some("9780914520405"));
         let again = envelope_from_proto(envelope_to_proto(&e)).unwrap();
         assert_eq!(again, e);
     }
