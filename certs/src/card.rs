@@ -173,7 +173,12 @@ impl Card {
         }
         match version.as_deref() {
             Some("1") => {}
-            Some(v) => return Err(CardError::BadField { field: "rota-card", reason: format!("version {v:?} is not supported (this node reads version 1)") }),
+            Some(v) => {
+                return Err(CardError::BadField {
+                    field: "rota-card",
+                    reason: format!("version {v:?} is not supported (this node reads version 1)"),
+                });
+            }
             None => return Err(CardError::Missing("rota-card")),
         }
         let symbol = Symbol::parse(&symbol.ok_or(CardError::Missing("symbol"))?)
@@ -223,7 +228,8 @@ mod tests {
     fn card() -> Card {
         let sym = Symbol::parse("DGW").unwrap();
         let ca = CaBundle::generate(&sym, "GWU").unwrap();
-        Card::new(sym, "George Washington University Libraries".into(), "https://127.0.0.1:7443".into(), ca.cert_pem).unwrap()
+        Card::new(sym, "George Washington University Libraries".into(), "https://127.0.0.1:7443".into(), ca.cert_pem)
+            .unwrap()
     }
 
     #[test]

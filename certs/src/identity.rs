@@ -52,11 +52,7 @@ impl Symbol {
             && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
-        if ok {
-            Ok(Symbol(s.to_owned()))
-        } else {
-            Err(IdentityError::BadSymbol(s.to_owned()))
-        }
+        if ok { Ok(Symbol(s.to_owned())) } else { Err(IdentityError::BadSymbol(s.to_owned())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -82,14 +78,8 @@ pub struct StaffUser(String);
 impl StaffUser {
     pub fn parse(s: &str) -> Result<Self, IdentityError> {
         let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            });
-        if ok {
-            Ok(StaffUser(s.to_owned()))
-        } else {
-            Err(IdentityError::BadUser(s.to_owned()))
-        }
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        if ok { Ok(StaffUser(s.to_owned())) } else { Err(IdentityError::BadUser(s.to_owned())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -136,8 +126,8 @@ impl Identity {
 
     /// Read the single Rota identity from a DER certificate's URI SANs.
     pub fn from_cert_der(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
-            .map_err(|_| IdentityError::BadCertificate)?;
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(der).map_err(|_| IdentityError::BadCertificate)?;
         let san = cert
             .subject_alternative_name()
             .map_err(|_| IdentityError::BadCertificate)?

@@ -3,9 +3,8 @@
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 
 use crate::identity::{Identity, StaffUser, Symbol};
@@ -77,7 +76,8 @@ impl CaBundle {
         dn.push(DnType::OrganizationName, name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.subject_alt_names = vec![uri_san(symbol.node_urn())?];
         validity(&mut params, CA_YEARS);
         random_serial(&mut params);
@@ -113,7 +113,9 @@ impl CaBundle {
         for h in hosts {
             match h.parse::<IpAddr>() {
                 Ok(ip) => sans.push(SanType::IpAddress(ip)),
-                Err(_) => sans.push(SanType::DnsName(h.clone().try_into().map_err(|_| IssueError::BadHost(h.clone()))?)),
+                Err(_) => {
+                    sans.push(SanType::DnsName(h.clone().try_into().map_err(|_| IssueError::BadHost(h.clone()))?))
+                }
             }
         }
         params.subject_alt_names = sans;
@@ -187,10 +189,7 @@ mod tests {
         let user = StaffUser::parse("jane").unwrap();
         let (csr, _key) = staff_csr(&user).unwrap();
         let staff = ca.sign_staff_csr(&sym, &user, &csr).unwrap();
-        assert_eq!(
-            Identity::from_cert_der(&der(&staff)).unwrap(),
-            Identity::Staff { institution: sym.clone(), user }
-        );
+        assert_eq!(Identity::from_cert_der(&der(&staff)).unwrap(), Identity::Staff { institution: sym.clone(), user });
         let reloaded = CaBundle::from_pem(&ca.cert_pem, &ca.key_pem()).unwrap();
         assert!(reloaded.issue_node(&sym, &[]).is_ok());
         assert!(format!("{node:?}").contains("redacted"));

@@ -71,20 +71,27 @@ impl Profile {
     /// Write the profile to `path` (the PEM files it names must be written by the caller).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        crate::files::write_public(path, format!("# Rota CLI profile: use with `rota --profile {}`\n{text}", path.display()).as_bytes())
+        crate::files::write_public(
+            path,
+            format!("# Rota CLI profile: use with `rota --profile {}`\n{text}", path.display()).as_bytes(),
+        )
     }
 
     /// Read and check a profile, and load the files it names. The key file must be 0600.
     pub fn load(path: &Path) -> Result<LoadedProfile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io { path: path.to_owned(), source })?;
-        let p: Profile = toml::from_str(&text).map_err(|e| ProfileError::Parse { path: path.to_owned(), message: e.message().to_owned() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ProfileError::Io { path: path.to_owned(), source })?;
+        let p: Profile = toml::from_str(&text)
+            .map_err(|e| ProfileError::Parse { path: path.to_owned(), message: e.message().to_owned() })?;
         let field = |key, message: String| ProfileError::Field { path: path.to_owned(), key, message };
         let symbol = Symbol::parse(&p.symbol).map_err(|e| field("symbol", e.to_string()))?;
         let user = StaffUser::parse(&p.user).map_err(|e| field("user", e.to_string()))?;
         crate::card::check_endpoint(&p.node_url).map_err(|m| field("node_url", m))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
-        let read = |key, p: &Path| std::fs::read_to_string(resolve(p)).map_err(|e| field(key, format!("{}: {e}", resolve(p).display())));
+        let read = |key, p: &Path| {
+            std::fs::read_to_string(resolve(p)).map_err(|e| field(key, format!("{}: {e}", resolve(p).display())))
+        };
         Ok(LoadedProfile {
             path: path.to_owned(),
             node_url: p.node_url.clone(),

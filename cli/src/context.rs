@@ -34,10 +34,7 @@ pub struct Node {
 
 impl Ctx {
     pub fn new(global: GlobalOpts) -> Self {
-        Ctx {
-            json: global.json,
-            profile_path: global.profile,
-        }
+        Ctx { json: global.json, profile_path: global.profile }
     }
 
     /// Load the profile (without connecting).
@@ -54,18 +51,12 @@ impl Ctx {
     /// Load the profile and connect to its node.
     pub async fn connect(&self) -> anyhow::Result<Node> {
         let profile = self.profile()?;
-        let config = profile
-            .client_config()
-            .with_context(|| format!("profile {}", profile.path.display()))?;
+        let config = profile.client_config().with_context(|| format!("profile {}", profile.path.display()))?;
         let url = profile.node_url.clone();
         let channel = rota_proto::channel::connect(&url, config, REQUEST_TIMEOUT)
             .await
             .map_err(|e| anyhow!("cannot reach node {url}: {}", chain(e.as_ref())))?;
-        Ok(Node {
-            client: StaffClient::new(channel),
-            url,
-            profile,
-        })
+        Ok(Node { client: StaffClient::new(channel), url, profile })
     }
 }
 
@@ -90,11 +81,7 @@ pub fn status_error(url: &str, status: &Status) -> anyhow::Error {
     if let Some(source) = status.source() {
         let more = chain(source);
         if !more.is_empty() && !message.contains(&more) {
-            message = if message.is_empty() {
-                more
-            } else {
-                format!("{message}: {more}")
-            };
+            message = if message.is_empty() { more } else { format!("{message}: {more}") };
         }
     }
     if message.is_empty() {
@@ -118,8 +105,7 @@ pub trait RpcResult<T> {
 
 impl<T> RpcResult<T> for Result<tonic::Response<T>, Status> {
     fn rpc(self, url: &str) -> anyhow::Result<T> {
-        self.map(tonic::Response::into_inner)
-            .map_err(|s| status_error(url, &s))
+        self.map(tonic::Response::into_inner).map_err(|s| status_error(url, &s))
     }
 }
 
@@ -131,10 +117,7 @@ mod tests {
     fn status_messages() {
         let url = "https://lib.example:7443";
         let e = status_error(url, &Status::unavailable("connection refused")).to_string();
-        assert_eq!(
-            e,
-            "cannot reach node https://lib.example:7443: connection refused"
-        );
+        assert_eq!(e, "cannot reach node https://lib.example:7443: connection refused");
         let e = status_error(url, &Status::not_found("no partner DGW")).to_string();
         assert_eq!(e, "no partner DGW");
         let e = status_error(url, &Status::permission_denied("admins only")).to_string();
@@ -145,14 +128,8 @@ mod tests {
 
     #[test]
     fn missing_profile_is_explained() {
-        let ctx = Ctx::new(GlobalOpts {
-            profile: None,
-            json: false,
-        });
+        let ctx = Ctx::new(GlobalOpts { profile: None, json: false });
         let e = ctx.profile().unwrap_err().to_string();
-        assert!(
-            e.starts_with("no profile: pass --profile PATH or set ROTA_PROFILE"),
-            "{e}"
-        );
+        assert!(e.starts_with("no profile: pass --profile PATH or set ROTA_PROFILE"), "{e}");
     }
 }

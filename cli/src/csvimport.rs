@@ -38,18 +38,10 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<ImportRow>> {
 /// Parse a holdings file's contents; `name` is used in error messages.
 pub fn parse(name: &str, data: &[u8]) -> anyhow::Result<Vec<ImportRow>> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(data);
-    let header = reader
-        .headers()
-        .map_err(|e| csv_error(name, data, &e))?
-        .clone();
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(data);
+    let header = reader.headers().map_err(|e| csv_error(name, data, &e))?.clone();
     if header.iter().all(str::is_empty) {
-        bail!(
-            "{name}: the file is empty; the first line must name the columns, e.g. barcode,title"
-        );
+        bail!("{name}: the file is empty; the first line must name the columns, e.g. barcode,title");
     }
     // For each column of the file, its index in COLUMNS.
     let mut mapping = Vec::with_capacity(header.len());
@@ -59,10 +51,7 @@ pub fn parse(name: &str, data: &[u8]) -> anyhow::Result<Vec<ImportRow>> {
             if column.is_empty() {
                 bail!("{name}: line 1: column {} has no name", n + 1);
             }
-            bail!(
-                "{name}: line 1: unknown column {raw:?}; the columns are {}",
-                COLUMNS.join(", ")
-            );
+            bail!("{name}: line 1: unknown column {raw:?}; the columns are {}", COLUMNS.join(", "));
         };
         if mapping.contains(&known) {
             bail!("{name}: line 1: column {column:?} appears twice");
@@ -126,22 +115,14 @@ pub fn parse(name: &str, data: &[u8]) -> anyhow::Result<Vec<ImportRow>> {
             status,
             updated_at_unix_ms: 0,
         };
-        rows.push(ImportRow {
-            source: format!("line {line}"),
-            item: Some(item),
-        });
+        rows.push(ImportRow { source: format!("line {line}"), item: Some(item) });
     }
     // The csv crate lets a quote that is never closed run to the end of the file, which
     // would swallow every later line into one value. It can only happen in the last record,
     // and shows as an odd number of quote characters from its start.
     if let Some((start, line)) = last_start {
         let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let quotes = data
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .filter(|b| **b == b'"')
-            .count();
+        let quotes = data.get(start..).unwrap_or_default().iter().filter(|b| **b == b'"').count();
         if quotes % 2 == 1 {
             bail!("{name}: line {line}: a \"quoted\" value is never closed");
         }
@@ -166,20 +147,13 @@ fn line_of(data: &[u8], pos: &csv::Position) -> u64 {
 fn csv_error(name: &str, data: &[u8], e: &csv::Error) -> anyhow::Error {
     let line = |pos: &Option<csv::Position>| pos.as_ref().map_or(0, |p| line_of(data, p));
     match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => anyhow!(
+        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => anyhow!(
             "{name}: line {}: {len} fields, but the header row has {expected_len} \
              (a value with a comma needs \"double quotes\")",
             line(pos)
         ),
         csv::ErrorKind::Utf8 { pos, .. } => {
-            anyhow!(
-                "{name}: line {}: not valid UTF-8 (save the file as UTF-8 CSV)",
-                line(pos)
-            )
+            anyhow!("{name}: line {}: not valid UTF-8 (save the file as UTF-8 CSV)", line(pos))
         }
         csv::ErrorKind::Io(err) => anyhow!("{name}: {err}"),
         _ => match e.position() {
@@ -199,32 +173,20 @@ mod tests {
 
     #[test]
     fn columns_in_any_order_with_line_numbers() {
-        let rows = parse(
-            "books.csv",
-            b"Title, barcode ,author\nMoby Dick,B1,\"Melville, Herman\"\n\n\"Two\nlines\",B2,\n",
-        )
-        .unwrap();
+        let rows =
+            parse("books.csv", b"Title, barcode ,author\nMoby Dick,B1,\"Melville, Herman\"\n\n\"Two\nlines\",B2,\n")
+                .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].source, "line 2");
         let item = rows[0].item.as_ref().unwrap();
-        assert_eq!(
-            (item.barcode.as_str(), item.title.as_str()),
-            ("B1", "Moby Dick")
-        );
+        assert_eq!((item.barcode.as_str(), item.title.as_str()), ("B1", "Moby Dick"));
         assert_eq!(item.author, "Melville, Herman");
         // A blank line is skipped; the next record starts on line 4.
         assert_eq!(rows[1].source, "line 4");
         let item = rows[1].item.as_ref().unwrap();
         assert_eq!(item.title, "Two\nlines");
         // Columns the file lacks, and empty cells, are sent empty: the node applies defaults.
-        assert_eq!(
-            (
-                item.policy.as_str(),
-                item.status.as_str(),
-                item.format.as_str()
-            ),
-            ("", "", "")
-        );
+        assert_eq!((item.policy.as_str(), item.status.as_str(), item.format.as_str()), ("", "", ""));
     }
 
     #[test]
@@ -252,13 +214,8 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_line() {
         let e = err("barcode,title\nB1,T1\nB2,T2,extra\n");
-        assert!(
-            e.starts_with("books.csv: line 3: 3 fields, but the header row has 2"),
-            "{e}"
-        );
-        let e = parse("books.csv", b"barcode,title\nB1,T1\nB2,\xff\n")
-            .unwrap_err()
-            .to_string();
+        assert!(e.starts_with("books.csv: line 3: 3 fields, but the header row has 2"), "{e}");
+        let e = parse("books.csv", b"barcode,title\nB1,T1\nB2,\xff\n").unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("UTF-8"), "{e}");
     }
 

@@ -7,10 +7,7 @@ const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     const HINT: &str = "expected a whole number with unit s, m, h or d, e.g. 30s, 15m, 96h, 4d";
     let s = text.trim();
-    let unit = s
-        .chars()
-        .last()
-        .ok_or_else(|| format!("empty duration: {HINT}"))?;
+    let unit = s.chars().last().ok_or_else(|| format!("empty duration: {HINT}"))?;
     let Some((_, scale)) = UNITS.iter().find(|(u, _)| *u == unit.to_ascii_lowercase()) else {
         return Err(HINT.to_owned());
     };
@@ -18,14 +15,11 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HINT.to_owned());
     }
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{number} is too large"))?;
+    let n: u64 = number.parse().map_err(|_| format!("{number} is too large"))?;
     if n == 0 {
         return Err("must be longer than zero".to_owned());
     }
-    n.checked_mul(*scale)
-        .ok_or_else(|| format!("{s} is too long"))
+    n.checked_mul(*scale).ok_or_else(|| format!("{s} is too long"))
 }
 
 /// Seconds for people, in the largest unit that divides them: `4d`, `90m`, `45s`.
@@ -33,11 +27,7 @@ pub fn format_duration(secs: u64) -> String {
     if secs == 0 {
         return "0s".to_owned();
     }
-    let (unit, scale) = UNITS
-        .iter()
-        .find(|(_, scale)| secs % scale == 0)
-        .copied()
-        .unwrap_or(('s', 1));
+    let (unit, scale) = UNITS.iter().find(|(_, scale)| secs % scale == 0).copied().unwrap_or(('s', 1));
     format!("{}{unit}", secs / scale)
 }
 
@@ -56,26 +46,13 @@ mod tests {
 
     #[test]
     fn bad_durations() {
-        for bad in [
-            "", "5", "d", "5 weeks", "5w", "-5d", "1.5h", "4 d", "h4", "5dd", "ünits",
-        ] {
+        for bad in ["", "5", "d", "5 weeks", "5w", "-5d", "1.5h", "4 d", "h4", "5dd", "ünits"] {
             let e = parse_duration(bad).unwrap_err();
-            assert!(
-                e.contains("s, m, h or d") || e.contains("empty"),
-                "{bad:?}: {e}"
-            );
+            assert!(e.contains("s, m, h or d") || e.contains("empty"), "{bad:?}: {e}");
         }
         assert!(parse_duration("0s").unwrap_err().contains("zero"));
-        assert!(
-            parse_duration("99999999999999999999d")
-                .unwrap_err()
-                .contains("too large")
-        );
-        assert!(
-            parse_duration("999999999999999999d")
-                .unwrap_err()
-                .contains("too long")
-        );
+        assert!(parse_duration("99999999999999999999d").unwrap_err().contains("too large"));
+        assert!(parse_duration("999999999999999999d").unwrap_err().contains("too long"));
     }
 
     #[test]

@@ -60,13 +60,7 @@ struct Cli {
 pub struct GlobalOpts {
     /// The profile file (profile.toml) naming your node and your staff certificate.
     /// `rota-node init` prints the path of the admin profile; `rota staff issue` writes new ones.
-    #[arg(
-        long,
-        global = true,
-        env = "ROTA_PROFILE",
-        value_name = "PATH",
-        display_order = 900
-    )]
+    #[arg(long, global = true, env = "ROTA_PROFILE", value_name = "PATH", display_order = 900)]
     pub profile: Option<PathBuf>,
     /// Print machine-readable JSON on stdout instead of tables and text.
     #[arg(long, global = true, display_order = 901)]
@@ -389,9 +383,7 @@ Then follow it with:
   rota request show ID")]
     Create(CreateRequestArgs),
     /// List borrowing requests, newest first.
-    #[command(
-        after_help = "Examples:\n  rota request list\n  rota request list --status shipped --limit 100"
-    )]
+    #[command(after_help = "Examples:\n  rota request list\n  rota request list --status shipped --limit 100")]
     List {
         /// Only requests in this state.
         #[arg(long, value_name = "STATE")]
@@ -445,9 +437,7 @@ pub struct CreateRequestArgs {
 #[derive(Subcommand, Debug)]
 pub enum LendingCmd {
     /// List requests partner libraries have sent you, newest first.
-    #[command(
-        after_help = "Examples:\n  rota lending list\n  rota lending list --status requested"
-    )]
+    #[command(after_help = "Examples:\n  rota lending list\n  rota lending list --status requested")]
     List {
         /// Only requests in this state.
         #[arg(long, value_name = "STATE")]
@@ -493,9 +483,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Exit as clap does for a usage error (status 2).
 pub fn usage_error(message: impl std::fmt::Display) -> ! {
     use clap::CommandFactory;
-    Cli::command()
-        .error(clap::error::ErrorKind::UnknownArgument, message)
-        .exit()
+    Cli::command().error(clap::error::ErrorKind::UnknownArgument, message).exit()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -537,8 +525,7 @@ mod tests {
 
     #[test]
     fn global_options_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["rota", "partner", "list", "--json", "--profile", "p.toml"])
-            .unwrap();
+        let cli = Cli::try_parse_from(["rota", "partner", "list", "--json", "--profile", "p.toml"]).unwrap();
         assert!(cli.global.json);
         assert_eq!(cli.global.profile, Some(PathBuf::from("p.toml")));
     }

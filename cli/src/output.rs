@@ -14,25 +14,17 @@ use serde_json::{Value, json};
 use crate::duration::format_duration;
 
 fn datetime(ms: i64) -> Option<DateTime<Utc>> {
-    if ms == 0 {
-        None
-    } else {
-        DateTime::from_timestamp_millis(ms)
-    }
+    if ms == 0 { None } else { DateTime::from_timestamp_millis(ms) }
 }
 
 /// A timestamp for people: `YYYY-MM-DD HH:MM:SSZ` (UTC), or empty when unset.
 pub fn time(ms: i64) -> String {
-    datetime(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_default()
+    datetime(ms).map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
 /// A timestamp for JSON: an RFC 3339 string, or null when unset.
 pub fn time_json(ms: i64) -> Value {
-    datetime(ms)
-        .map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true)))
-        .unwrap_or(Value::Null)
+    datetime(ms).map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true))).unwrap_or(Value::Null)
 }
 
 /// Print a JSON value on stdout.
@@ -44,9 +36,7 @@ pub fn print_json(value: &Value) -> anyhow::Result<()> {
 /// A table with a header row, sized to the terminal when there is one.
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
+    t.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header);
     t
 }
 
@@ -58,10 +48,7 @@ pub fn print_fields(fields: &[(&str, String)]) {
 fn fields_text(fields: &[(&str, String)]) -> String {
     let shown: Vec<_> = fields.iter().filter(|(_, v)| !v.is_empty()).collect();
     let width = shown.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    shown
-        .iter()
-        .map(|(k, v)| format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1))
-        .collect()
+    shown.iter().map(|(k, v)| format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1)).collect()
 }
 
 pub fn yes_no(b: bool) -> String {
@@ -70,26 +57,17 @@ pub fn yes_no(b: bool) -> String {
 
 /// A list of formats for people: empty means every format.
 pub fn formats(list: &[String]) -> String {
-    if list.is_empty() {
-        "all".to_owned()
-    } else {
-        list.join(", ")
-    }
+    if list.is_empty() { "all".to_owned() } else { list.join(", ") }
 }
 
 /// The identifiers of a citation, e.g. `ISBN 9780142437247, OCLC 123`.
 pub fn identifiers(c: &Citation) -> String {
-    [
-        ("ISBN", &c.isbn),
-        ("ISSN", &c.issn),
-        ("OCLC", &c.oclc),
-        ("LCCN", &c.lccn),
-    ]
-    .iter()
-    .filter(|(_, v)| !v.is_empty())
-    .map(|(k, v)| format!("{k} {v}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    [("ISBN", &c.isbn), ("ISSN", &c.issn), ("OCLC", &c.oclc), ("LCCN", &c.lccn)]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn agreement_json(a: &Agreement) -> Value {
@@ -112,10 +90,7 @@ pub fn agreement_fields(a: &Agreement) -> Vec<(&'static str, String)> {
     if !a.configured {
         return vec![
             ("partner", a.partner.clone()),
-            (
-                "agreement",
-                "none yet (set one with `rota agreement set`)".to_owned(),
-            ),
+            ("agreement", "none yet (set one with `rota agreement set`)".to_owned()),
         ];
     }
     vec![
@@ -172,10 +147,7 @@ pub fn print_partner(p: &Partner) {
             fields.push(("formats", formats(&a.formats)));
             fields.push(("expiry", format_duration(a.expiry_seconds)));
         }
-        _ => fields.push((
-            "agreement",
-            format!("none yet (set one with `rota agreement set {}`)", p.symbol),
-        )),
+        _ => fields.push(("agreement", format!("none yet (set one with `rota agreement set {}`)", p.symbol))),
     }
     print_fields(&fields);
 }
@@ -331,18 +303,8 @@ pub fn timeline_table(events: &[TimelineEvent]) -> Table {
     let mut t = table(["time", "actor", "event", "state", "detail"]);
     for e in events {
         let names_partner = e.partner.is_empty() || e.actor == format!("partner:{}", e.partner);
-        let event = if names_partner {
-            e.event.clone()
-        } else {
-            format!("{} ({})", e.event, e.partner)
-        };
-        t.add_row([
-            time(e.at_unix_ms),
-            e.actor.clone(),
-            event,
-            e.state.clone(),
-            e.detail.clone(),
-        ]);
+        let event = if names_partner { e.event.clone() } else { format!("{} ({})", e.event, e.partner) };
+        t.add_row([time(e.at_unix_ms), e.actor.clone(), event, e.state.clone(), e.detail.clone()]);
     }
     t
 }
@@ -363,21 +325,13 @@ mod tests {
 
     #[test]
     fn fields_are_aligned_and_empty_ones_left_out() {
-        let text = fields_text(&[
-            ("id", "r1".into()),
-            ("author", String::new()),
-            ("state", "new".into()),
-        ]);
+        let text = fields_text(&[("id", "r1".into()), ("author", String::new()), ("state", "new".into())]);
         assert_eq!(text, "id:    r1\nstate: new\n");
     }
 
     #[test]
     fn json_names_timestamps_without_suffix() {
-        let p = Partner {
-            symbol: "DGW".into(),
-            added_at_unix_ms: 1_714_566_896_789,
-            ..Default::default()
-        };
+        let p = Partner { symbol: "DGW".into(), added_at_unix_ms: 1_714_566_896_789, ..Default::default() };
         let v = partner_json(&p);
         assert_eq!(v["added_at"], json!("2024-05-01T12:34:56.789Z"));
         assert!(v.get("added_at_unix_ms").is_none());
@@ -388,14 +342,8 @@ mod tests {
     fn current_lender_is_supplier_or_asked_partner() {
         let mut r = BorrowingRequest {
             rota: vec![
-                RotaEntry {
-                    partner: "AAA".into(),
-                    ..Default::default()
-                },
-                RotaEntry {
-                    partner: "BBB".into(),
-                    ..Default::default()
-                },
+                RotaEntry { partner: "AAA".into(), ..Default::default() },
+                RotaEntry { partner: "BBB".into(), ..Default::default() },
             ],
             position: 1,
             ..Default::default()
@@ -409,11 +357,7 @@ mod tests {
 
     #[test]
     fn identifier_list() {
-        let c = Citation {
-            isbn: "978".into(),
-            oclc: "12".into(),
-            ..Default::default()
-        };
+        let c = Citation { isbn: "978".into(), oclc: "12".into(), ..Default::default() };
         assert_eq!(identifiers(&c), "ISBN 978, OCLC 12");
     }
 }

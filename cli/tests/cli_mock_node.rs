@@ -84,11 +84,7 @@ fn borrowing() -> BorrowingRequest {
     BorrowingRequest {
         id: "req-1".into(),
         state: "requested".into(),
-        citation: Some(Citation {
-            title: "Moby Dick".into(),
-            isbn: "9780142437247".into(),
-            ..Default::default()
-        }),
+        citation: Some(Citation { title: "Moby Dick".into(), isbn: "9780142437247".into(), ..Default::default() }),
         patron_id: "P123".into(),
         rota: vec![
             RotaEntry {
@@ -156,15 +152,10 @@ impl Staff for Mock {
         let mut other = partner();
         other.symbol = "XYZ".into();
         other.agreement = None;
-        Ok(Response::new(PartnerList {
-            partners: vec![partner(), other],
-        }))
+        Ok(Response::new(PartnerList { partners: vec![partner(), other] }))
     }
     async fn get_partner(&self, r: Request<SymbolRequest>) -> Reply<Partner> {
-        Err(Status::not_found(format!(
-            "no partner {}",
-            r.into_inner().symbol
-        )))
+        Err(Status::not_found(format!("no partner {}", r.into_inner().symbol)))
     }
     async fn set_partner_status(&self, r: Request<SetPartnerStatusRequest>) -> Reply<Partner> {
         let r = r.into_inner();
@@ -179,12 +170,9 @@ impl Staff for Mock {
     async fn issue_staff(&self, r: Request<IssueStaffRequest>) -> Reply<IssuedStaff> {
         let r = r.into_inner();
         let symbol = Symbol::parse("DGW").unwrap();
-        let user =
-            StaffUser::parse(&r.user).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let cert_pem = self
-            .ca
-            .sign_staff_csr(&symbol, &user, &r.csr_pem)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let user = StaffUser::parse(&r.user).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert_pem =
+            self.ca.sign_staff_csr(&symbol, &user, &r.csr_pem).map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(IssuedStaff {
             user: r.user,
             cert_pem,
@@ -213,12 +201,7 @@ impl Staff for Mock {
         }
         let rows = sources.len() as u64;
         self.seen.lock().unwrap().import_sources = sources;
-        Ok(Response::new(ImportSummary {
-            rows,
-            created: rows - 1,
-            updated: 1,
-            unchanged: 0,
-        }))
+        Ok(Response::new(ImportSummary { rows, created: rows - 1, updated: 1, unchanged: 0 }))
     }
     async fn search_items(&self, _: Request<SearchItemsRequest>) -> Reply<ItemList> {
         Ok(Response::new(ItemList::default()))
@@ -238,9 +221,7 @@ impl Staff for Mock {
         Ok(Response::new(borrowing()))
     }
     async fn list_requests(&self, _: Request<ListRequest>) -> Reply<BorrowingRequestList> {
-        Ok(Response::new(BorrowingRequestList {
-            requests: vec![borrowing()],
-        }))
+        Ok(Response::new(BorrowingRequestList { requests: vec![borrowing()] }))
     }
     async fn get_request(&self, _: Request<IdRequest>) -> Reply<BorrowingRequest> {
         Ok(Response::new(borrowing()))
@@ -263,33 +244,18 @@ struct PeerCert(Option<Vec<u8>>);
 impl tonic::transport::server::Connected for Tls {
     type ConnectInfo = PeerCert;
     fn connect_info(&self) -> Self::ConnectInfo {
-        PeerCert(
-            self.0
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.to_vec()),
-        )
+        PeerCert(self.0.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()))
     }
 }
 
 impl AsyncRead for Tls {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Tls {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -313,30 +279,19 @@ fn start_node() -> Node {
     let symbol = Symbol::parse("DGW").unwrap();
     let ca = CaBundle::generate(&symbol, "Test Library").unwrap();
     let node_cert = ca.issue_node(&symbol, &["127.0.0.1".to_owned()]).unwrap();
-    let admin = ca
-        .issue_staff(&symbol, &StaffUser::parse("admin").unwrap())
-        .unwrap();
-    let ca_der = rota_certs::tls::certs_from_pem(&ca.cert_pem)
-        .unwrap()
-        .remove(0);
+    let admin = ca.issue_staff(&symbol, &StaffUser::parse("admin").unwrap()).unwrap();
+    let ca_der = rota_certs::tls::certs_from_pem(&ca.cert_pem).unwrap().remove(0);
     let verifier = InboundVerifier::new(symbol, &ca_der, Arc::new(NoPartners)).unwrap();
-    let config =
-        rota_certs::tls::server_config(&node_cert.cert_pem, &node_cert.key_pem, Arc::new(verifier))
-            .unwrap();
+    let config = rota_certs::tls::server_config(&node_cert.cert_pem, &node_cert.key_pem, Arc::new(verifier)).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
+    let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
 
     rota_certs::files::write_public(&dir.path().join("ca.pem"), ca.cert_pem.as_bytes()).unwrap();
-    rota_certs::files::write_public(&dir.path().join("admin.pem"), admin.cert_pem.as_bytes())
-        .unwrap();
-    rota_certs::files::write_secret(&dir.path().join("admin.key"), admin.key_pem.as_bytes())
-        .unwrap();
+    rota_certs::files::write_public(&dir.path().join("admin.pem"), admin.cert_pem.as_bytes()).unwrap();
+    rota_certs::files::write_secret(&dir.path().join("admin.key"), admin.key_pem.as_bytes()).unwrap();
     let profile = dir.path().join("profile.toml");
     Profile {
         node_url: url.clone(),
@@ -350,16 +305,9 @@ fn start_node() -> Node {
     .unwrap();
 
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let mock = Mock {
-        ca,
-        url,
-        seen: seen.clone(),
-    };
+    let mock = Mock { ca, url, seen: seen.clone() };
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let (tx, rx) = tokio::sync::mpsc::channel::<Tls>(16);
@@ -397,30 +345,16 @@ impl Node {
 }
 
 fn rota_with(profile: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rota"))
-        .args(args)
-        .env("ROTA_PROFILE", profile)
-        .output()
-        .expect("run rota")
+    Command::new(env!("CARGO_BIN_EXE_rota")).args(args).env("ROTA_PROFILE", profile).output().expect("run rota")
 }
 
 fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
 fn fails(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stdout: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_eq!(o.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&o.stdout));
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
@@ -445,22 +379,12 @@ fn staff_issue_writes_a_working_profile() {
     let out_dir = node.dir.path().join("alice");
     let out = ok(&node.rota(&["staff", "issue", "alice", "-o", out_dir.to_str().unwrap()]));
     let profile = out_dir.join("profile.toml");
-    assert!(
-        out.contains(&format!("rota --profile {} whoami", profile.display())),
-        "{out}"
-    );
+    assert!(out.contains(&format!("rota --profile {} whoami", profile.display())), "{out}");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(out_dir.join("key.pem"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(out_dir.join("key.pem")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let text = std::fs::read_to_string(&profile).unwrap();
-    assert!(
-        text.contains("cert = \"cert.pem\"") && text.contains("user = \"alice\""),
-        "{text}"
-    );
+    assert!(text.contains("cert = \"cert.pem\"") && text.contains("user = \"alice\""), "{text}");
     // The new profile works, as alice.
     let v = json(&rota_with(&profile, &["whoami", "--json"]));
     assert!(v["staff_user"].as_str().unwrap().contains("alice"), "{v}");
@@ -480,56 +404,25 @@ fn import_streams_every_row_with_its_line() {
     assert_eq!(sources[0], "line 2");
     assert_eq!(sources[49], "line 51");
     let v = json(&node.rota(&["holdings", "import", sample.to_str().unwrap(), "--json"]));
-    assert_eq!(
-        (
-            v["rows"].as_u64(),
-            v["created"].as_u64(),
-            v["updated"].as_u64()
-        ),
-        (Some(50), Some(49), Some(1))
-    );
+    assert_eq!((v["rows"].as_u64(), v["created"].as_u64(), v["updated"].as_u64()), (Some(50), Some(49), Some(1)));
 
     // A row the node refuses: nothing written, and the node's message names the line.
     let bad = node.dir.path().join("bad.csv");
     std::fs::write(&bad, "barcode,title,policy\nB1,One,\nB2,Two,bogus\n").unwrap();
     let err = fails(&node.rota(&["holdings", "import", bad.to_str().unwrap()]));
     assert!(err.starts_with("error: import of "), "{err}");
-    assert!(
-        err.contains("nothing was written: line 3: policy \"bogus\""),
-        "{err}"
-    );
+    assert!(err.contains("nothing was written: line 3: policy \"bogus\""), "{err}");
 }
 
 #[test]
 fn agreement_sends_only_the_options_given() {
     let node = start_node();
-    let out = ok(&node.rota(&[
-        "agreement",
-        "set",
-        "ABC",
-        "--lend",
-        "no",
-        "--formats",
-        "all",
-        "--expiry",
-        "96h",
-    ]));
-    assert!(
-        out.contains("formats:") && out.contains("book, dvd") && out.contains("4d"),
-        "{out}"
-    );
+    let out = ok(&node.rota(&["agreement", "set", "ABC", "--lend", "no", "--formats", "all", "--expiry", "96h"]));
+    assert!(out.contains("formats:") && out.contains("book, dvd") && out.contains("4d"), "{out}");
     let sent = node.seen.lock().unwrap().set_agreement.clone().unwrap();
     assert_eq!(sent.partner, "ABC");
     assert_eq!(sent.lend, Some(false));
-    assert_eq!(
-        (
-            sent.borrow,
-            sent.loan_days,
-            sent.renewals,
-            sent.max_outstanding
-        ),
-        (None, None, None, None)
-    );
+    assert_eq!((sent.borrow, sent.loan_days, sent.renewals, sent.max_outstanding), (None, None, None, None));
     assert!(sent.set_formats && sent.formats.is_empty());
     assert_eq!(sent.expiry_seconds, Some(345_600));
 
@@ -558,37 +451,20 @@ fn partners() {
     assert_eq!(v[1]["agreement"], Value::Null);
 
     ok(&node.rota(&["partner", "suspend", "ABC"]));
-    assert_eq!(
-        node.seen
-            .lock()
-            .unwrap()
-            .partner_status
-            .as_ref()
-            .unwrap()
-            .status,
-        "suspended"
-    );
+    assert_eq!(node.seen.lock().unwrap().partner_status.as_ref().unwrap().status, "suspended");
     let out = ok(&node.rota(&["partner", "resume", "ABC"]));
     assert!(out.contains("is now active"), "{out}");
 
     let err = fails(&node.rota(&["partner", "show", "QQQ"]));
     assert_eq!(err.trim_end(), "error: no partner QQQ");
     let err = fails(&node.rota(&["partner", "remove", "ABC"]));
-    assert_eq!(
-        err.trim_end(),
-        "error: not allowed: only admin may remove partners"
-    );
+    assert_eq!(err.trim_end(), "error: not allowed: only admin may remove partners");
 
     // A card whose fingerprint matches goes to the node with the expected fingerprint.
     let symbol = Symbol::parse("ABC").unwrap();
     let their_ca = CaBundle::generate(&symbol, "Alphabet College").unwrap();
-    let card = Card::new(
-        symbol,
-        "Alphabet College".into(),
-        "https://abc.example:7443".into(),
-        their_ca.cert_pem,
-    )
-    .unwrap();
+    let card =
+        Card::new(symbol, "Alphabet College".into(), "https://abc.example:7443".into(), their_ca.cert_pem).unwrap();
     let card_path = node.dir.path().join("abc.card");
     std::fs::write(&card_path, card.to_text()).unwrap();
     let typed = card.fingerprint().to_ascii_uppercase();
@@ -628,37 +504,19 @@ fn requests() {
         "--need-before",
         "2025-06-30",
     ]));
-    assert!(
-        out.contains("req-1")
-            && out.contains("ABC → XYZ")
-            && out.contains("rota request show req-1"),
-        "{out}"
-    );
+    assert!(out.contains("req-1") && out.contains("ABC → XYZ") && out.contains("rota request show req-1"), "{out}");
     let sent = node.seen.lock().unwrap().create_request.clone().unwrap();
     assert_eq!(sent.need_before, "2025-06-30");
     assert_eq!(sent.patron_id, "P123");
     let c = sent.citation.unwrap();
-    assert_eq!(
-        (c.title.as_str(), c.isbn.as_str(), c.format.as_str()),
-        ("Moby Dick", "9780142437247", "book")
-    );
+    assert_eq!((c.title.as_str(), c.isbn.as_str(), c.format.as_str()), ("Moby Dick", "9780142437247", "book"));
 
     let out = ok(&node.rota(&["request", "show", "req-1"]));
-    for want in [
-        "ISBN 9780142437247",
-        "not on shelf",
-        "consortium",
-        "2024-05-01 12:34:56Z",
-        "staff:admin",
-        "by hand",
-    ] {
+    for want in ["ISBN 9780142437247", "not on shelf", "consortium", "2024-05-01 12:34:56Z", "staff:admin", "by hand"] {
         assert!(out.contains(want), "{want}: {out}");
     }
     let out = ok(&node.rota(&["request", "list"]));
-    assert!(
-        out.contains("XYZ (asked)") && out.contains("2024-05-01 12:34:56Z"),
-        "{out}"
-    );
+    assert!(out.contains("XYZ (asked)") && out.contains("2024-05-01 12:34:56Z"), "{out}");
     let v = json(&node.rota(&["request", "list", "--json"]));
     assert_eq!(v[0]["created_at"], "2024-05-01T12:34:56.789Z");
     assert_eq!(v[0]["timeline"][0]["at"], "2024-05-01T12:34:56.789Z");
@@ -681,15 +539,9 @@ fn holdings_add_and_empty_search() {
     ]));
     assert_eq!(v["barcode"], "B1");
     assert_eq!(v["policy"], "library_use_only");
-    assert_eq!(
-        (v["status"].as_str(), v["format"].as_str()),
-        (Some("available"), Some("book"))
-    );
+    assert_eq!((v["status"].as_str(), v["format"].as_str()), (Some("available"), Some("book")));
     assert_eq!(v["updated_at"], "2024-05-01T12:34:56.789Z");
     let out = ok(&node.rota(&["holdings", "search", "nothing"]));
     assert!(out.contains("No items match"), "{out}");
-    assert_eq!(
-        json(&node.rota(&["holdings", "search", "nothing", "--json"])),
-        serde_json::json!([])
-    );
+    assert_eq!(json(&node.rota(&["holdings", "search", "nothing", "--json"])), serde_json::json!([]));
 }

@@ -8,11 +8,7 @@ use rota_certs::issue::CaBundle;
 use rota_certs::{Card, StaffUser, Symbol};
 
 fn rota(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rota"))
-        .args(args)
-        .env_remove("ROTA_PROFILE")
-        .output()
-        .expect("run rota")
+    Command::new(env!("CARGO_BIN_EXE_rota")).args(args).env_remove("ROTA_PROFILE").output().expect("run rota")
 }
 
 fn stdout(o: &Output) -> String {
@@ -31,20 +27,8 @@ fn help_lists_the_command_groups() {
     let o = rota(&["--help"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    for group in [
-        "whoami",
-        "card",
-        "partner",
-        "staff",
-        "holdings",
-        "agreement",
-        "request",
-        "lending",
-    ] {
-        assert!(
-            out.lines().any(|l| l.trim_start().starts_with(group)),
-            "--help does not list {group}:\n{out}"
-        );
+    for group in ["whoami", "card", "partner", "staff", "holdings", "agreement", "request", "lending"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(group)), "--help does not list {group}:\n{out}");
     }
     assert!(out.contains("--profile") && out.contains("--json"), "{out}");
 }
@@ -79,14 +63,8 @@ fn every_subcommand_has_help_with_an_example() {
         let o = rota(&args);
         assert_eq!(o.status.code(), Some(0), "{cmd:?}: {}", stderr(&o));
         let out = stdout(&o);
-        assert!(
-            out.contains("Example"),
-            "{cmd:?} --help has no example:\n{out}"
-        );
-        assert!(
-            out.contains(&format!("rota {}", cmd.join(" "))),
-            "{cmd:?} example:\n{out}"
-        );
+        assert!(out.contains("Example"), "{cmd:?} --help has no example:\n{out}");
+        assert!(out.contains(&format!("rota {}", cmd.join(" "))), "{cmd:?} example:\n{out}");
     }
 }
 
@@ -110,11 +88,7 @@ fn profile_from_the_environment() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("/nonexistent/env-profile.toml"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("/nonexistent/env-profile.toml"), "{}", stderr(&o));
 }
 
 #[test]
@@ -129,16 +103,8 @@ fn missing_profile_file_is_named() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(rota(&["partner", "frobnicate"]).status.code(), Some(2));
-    assert_eq!(
-        rota(&["partner", "add", "x.card", "--tier", "gold"])
-            .status
-            .code(),
-        Some(2)
-    );
-    assert_eq!(
-        rota(&["request", "create", "--title", "T"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(rota(&["partner", "add", "x.card", "--tier", "gold"]).status.code(), Some(2));
+    assert_eq!(rota(&["request", "create", "--title", "T"]).status.code(), Some(2));
 }
 
 #[test]
@@ -162,10 +128,7 @@ fn import_help_lists_every_column() {
         "policy",
         "status",
     ] {
-        assert!(
-            out.contains(column),
-            "import --help does not list {column}:\n{out}"
-        );
+        assert!(out.contains(column), "import --help does not list {column}:\n{out}");
     }
     assert!(out.contains("nothing is written"), "{out}");
 }
@@ -213,11 +176,7 @@ fn import_checks_the_file_before_needing_a_profile() {
 
     let o = rota(&["holdings", "import", "/nonexistent/books.csv"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("/nonexistent/books.csv"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("/nonexistent/books.csv"), "{}", stderr(&o));
 
     // A good file gets as far as needing a profile.
     std::fs::write(&file, "title,barcode\nMoby Dick,B1\n").unwrap();
@@ -247,56 +206,26 @@ fn partner_add_checks_the_card_and_fingerprint_locally() {
     let card = card.to_str().unwrap();
 
     let wrong = "SHA256:00112233";
-    let o = rota(&[
-        "partner",
-        "add",
-        card,
-        "--tier",
-        "p2p",
-        "--fingerprint",
-        wrong,
-    ]);
+    let o = rota(&["partner", "add", card, "--tier", "p2p", "--fingerprint", wrong]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.contains("Partner card: DGW (George Washington University Libraries) at https://rota.library.example:7443"), "{out}");
     assert!(
-        out.contains(&format!("Fingerprint: {fingerprint}")),
+        out.contains("Partner card: DGW (George Washington University Libraries) at https://rota.library.example:7443"),
         "{out}"
     );
+    assert!(out.contains(&format!("Fingerprint: {fingerprint}")), "{out}");
     let err = stderr(&o);
-    assert!(
-        err.contains(wrong.to_ascii_lowercase().trim_start_matches("sha256:")),
-        "{err}"
-    );
+    assert!(err.contains(wrong.to_ascii_lowercase().trim_start_matches("sha256:")), "{err}");
     assert!(err.contains(&fingerprint), "{err}");
 
     // The right fingerprint, typed loosely (upper case, colons), passes the local check.
-    let hex = fingerprint
-        .trim_start_matches("SHA256:")
-        .to_ascii_uppercase();
-    let typed = hex
-        .as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(":");
-    let o = rota(&[
-        "partner",
-        "add",
-        card,
-        "--tier",
-        "consortium",
-        "--fingerprint",
-        &typed,
-        "--json",
-    ]);
+    let hex = fingerprint.trim_start_matches("SHA256:").to_ascii_uppercase();
+    let typed = hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":");
+    let o = rota(&["partner", "add", card, "--tier", "consortium", "--fingerprint", &typed, "--json"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     // With --json the card summary goes to stderr, leaving stdout for JSON.
-    assert!(
-        err.contains("Partner card: DGW") && err.contains(NO_PROFILE),
-        "{err}"
-    );
+    assert!(err.contains("Partner card: DGW") && err.contains(NO_PROFILE), "{err}");
     assert!(o.stdout.is_empty());
 
     // Not a card at all.
@@ -311,23 +240,10 @@ fn partner_add_checks_the_card_and_fingerprint_locally() {
 fn staff_issue_refuses_an_existing_profile_folder() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("profile.toml"), "# old\n").unwrap();
-    let o = rota(&[
-        "staff",
-        "issue",
-        "alice",
-        "-o",
-        dir.path().to_str().unwrap(),
-    ]);
+    let o = rota(&["staff", "issue", "alice", "-o", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("profile.toml already exists"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("profile.toml")).unwrap(),
-        "# old\n"
-    );
+    assert!(stderr(&o).contains("profile.toml already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(dir.path().join("profile.toml")).unwrap(), "# old\n");
 
     // Without a profile, nothing is left behind in a new folder.
     let fresh = dir.path().join("fresh");
@@ -349,8 +265,7 @@ fn unreachable_node_is_named() {
     drop(listener);
     let url = format!("https://127.0.0.1:{port}");
     rota_certs::files::write_public(&dir.path().join("ca.pem"), ca.cert_pem.as_bytes()).unwrap();
-    rota_certs::files::write_public(&dir.path().join("cert.pem"), staff.cert_pem.as_bytes())
-        .unwrap();
+    rota_certs::files::write_public(&dir.path().join("cert.pem"), staff.cert_pem.as_bytes()).unwrap();
     rota_certs::files::write_secret(&dir.path().join("key.pem"), staff.key_pem.as_bytes()).unwrap();
     let profile = rota_certs::profile::Profile {
         node_url: url.clone(),
@@ -366,9 +281,6 @@ fn unreachable_node_is_named() {
     let o = rota(&["--profile", path.to_str().unwrap(), "partner", "list"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(
-        err.starts_with(&format!("error: cannot reach node {url}: ")),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("error: cannot reach node {url}: ")), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -45,7 +45,12 @@ pub struct RawLimits {
 
 impl Default for RawLimits {
     fn default() -> Self {
-        RawLimits { handshake_timeout_ms: 5_000, max_message_bytes: 256 * 1024, max_connections: 512, request_timeout_ms: 15_000 }
+        RawLimits {
+            handshake_timeout_ms: 5_000,
+            max_message_bytes: 256 * 1024,
+            max_connections: 512,
+            request_timeout_ms: 15_000,
+        }
     }
 }
 
@@ -101,7 +106,8 @@ impl Config {
     pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
         let path = Self::path(data_dir);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
-        let mut raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        let mut raw: RawConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
         if let Ok(v) = std::env::var("ROTA_LISTEN") {
             raw.listen = v;
         }
@@ -116,7 +122,10 @@ impl Config {
         let key = |key: &str, message: String| ConfigError::Key { path: path.to_owned(), key: key.to_owned(), message };
         let symbol = Symbol::parse(&raw.symbol).map_err(|e| key("symbol", e.to_string()))?;
         rota_certs::card::check_name(&raw.name).map_err(|m| key("name", format!("name {m}")))?;
-        let listen = raw.listen.parse().map_err(|_| key("listen", format!("{:?} is not an address like 127.0.0.1:7443", raw.listen)))?;
+        let listen = raw
+            .listen
+            .parse()
+            .map_err(|_| key("listen", format!("{:?} is not an address like 127.0.0.1:7443", raw.listen)))?;
         rota_certs::card::check_endpoint(&raw.public_url).map_err(|m| key("public_url", format!("URL {m}")))?;
         let l = &raw.limits;
         if l.max_message_bytes < 4096 || l.max_message_bytes > 16 * 1024 * 1024 {
@@ -185,10 +194,13 @@ mod tests {
     #[test]
     fn errors_name_file_and_key() {
         let p = Path::new("/srv/rota/config.toml");
-        let e = Config::check(Path::new("/srv/rota"), p, RawConfig { listen: "nowhere".into(), ..raw() }).unwrap_err().to_string();
+        let e = Config::check(Path::new("/srv/rota"), p, RawConfig { listen: "nowhere".into(), ..raw() })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/srv/rota/config.toml") && e.contains("\"listen\""), "{e}");
         assert!(Config::check(Path::new("/x"), p, raw()).is_ok());
-        let bad: Result<RawConfig, _> = toml::from_str("symbol='DGW'\nname='x'\nlisten='1'\npublic_url='x'\ncolour='red'\n");
+        let bad: Result<RawConfig, _> =
+            toml::from_str("symbol='DGW'\nname='x'\nlisten='1'\npublic_url='x'\ncolour='red'\n");
         assert!(bad.unwrap_err().to_string().contains("colour"));
     }
 }

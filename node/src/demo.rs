@@ -64,11 +64,27 @@ fn free_port() -> anyhow::Result<u16> {
 pub fn sample_items() -> anyhow::Result<Vec<pb::Item>> {
     let mut rdr = csv::Reader::from_reader(LOC_BOOKS_CSV.as_bytes());
     let headers = rdr.headers()?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).with_context(|| format!("sample CSV has no {name} column"));
-    let idx: Vec<usize> = ["barcode", "title", "author", "publisher", "year", "isbn", "issn", "oclc", "lccn", "format", "call_number", "location", "policy", "status"]
-        .iter()
-        .map(|c| col(c))
-        .collect::<anyhow::Result<_>>()?;
+    let col =
+        |name: &str| headers.iter().position(|h| h == name).with_context(|| format!("sample CSV has no {name} column"));
+    let idx: Vec<usize> = [
+        "barcode",
+        "title",
+        "author",
+        "publisher",
+        "year",
+        "isbn",
+        "issn",
+        "oclc",
+        "lccn",
+        "format",
+        "call_number",
+        "location",
+        "policy",
+        "status",
+    ]
+    .iter()
+    .map(|c| col(c))
+    .collect::<anyhow::Result<_>>()?;
     let mut out = vec![];
     for rec in rdr.records() {
         let r = rec?;
@@ -99,14 +115,18 @@ async fn connect(profile: &Path) -> anyhow::Result<StaffClient<Channel>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
-            let ch = rota_proto::channel::connect(&p.node_url, p.client_config()?, Duration::from_secs(60)).await.map_err(|e| anyhow::anyhow!(e))?;
+            let ch = rota_proto::channel::connect(&p.node_url, p.client_config()?, Duration::from_secs(60))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
             let mut c = StaffClient::new(ch);
             c.node_info(pb::Empty {}).await?;
             anyhow::Ok(c)
         };
         match attempt.await {
             Ok(c) => return Ok(c),
-            Err(e) if tokio::time::Instant::now() > deadline => return Err(e.context(format!("node at {} did not come up", p.node_url))),
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(e.context(format!("node at {} did not come up", p.node_url)));
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
@@ -177,7 +197,12 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
-        println!("  {} {:<40} https://127.0.0.1:{port}  (log: {})", lib.symbol, lib.name, data_dir.join("node.log").display());
+        println!(
+            "  {} {:<40} https://127.0.0.1:{port}  (log: {})",
+            lib.symbol,
+            lib.name,
+            data_dir.join("node.log").display()
+        );
         let staff = match connect(&report.profile).await {
             Ok(s) => s,
             Err(e) => {
@@ -204,7 +229,10 @@ pub async fn run(dir: &Path, once: bool) -> anyhow::Result<()> {
     println!("  rota --profile {} partner list", dgw.display());
     println!("  rota --profile {} holdings search \"history\"", dgu.display());
     println!("  rota --profile {} lending list", uva.display());
-    println!("  rota --profile {} request create --title \"Glad reunion\" --isbn 0914520407 --patron P-1002", dgw.display());
+    println!(
+        "  rota --profile {} request create --title \"Glad reunion\" --isbn 0914520407 --patron P-1002",
+        dgw.display()
+    );
     println!("(`rota` is built by `cargo build --release --bin rota` and lives in target/release/.)");
     println!("\nPress Ctrl-C to stop the three nodes.");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -227,7 +255,12 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
         let card = &cards[them];
         let l = libs.iter_mut().find(|l| l.symbol == me).context("library")?;
         l.staff
-            .add_partner(pb::AddPartnerRequest { card_text: card.text.clone(), tier: tier.into(), priority: 100, expected_fingerprint: card.fingerprint.clone() })
+            .add_partner(pb::AddPartnerRequest {
+                card_text: card.text.clone(),
+                tier: tier.into(),
+                priority: 100,
+                expected_fingerprint: card.fingerprint.clone(),
+            })
             .await
             .with_context(|| format!("{me} adding {them}"))?;
         l.staff
@@ -249,7 +282,8 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
 
     // 2. Holdings. The book DGW wants is one DGU holds but has out on loan.
     let items = sample_items()?;
-    let target = items[1000..1300].iter().find(|i| !i.isbn.is_empty()).context("no sample record with an ISBN")?.clone();
+    let target =
+        items[1000..1300].iter().find(|i| !i.isbn.is_empty()).context("no sample record with an ISBN")?.clone();
     for (l, spec) in libs.iter_mut().zip(LIBRARIES.iter()) {
         let rows: Vec<pb::ImportRow> = items[spec.rows.clone()]
             .iter()
@@ -264,7 +298,11 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
             })
             .collect();
         let s = l.staff.import_items(tokio_stream::iter(rows)).await?.into_inner();
-        println!("  {} imported {} items from Library of Congress records", spec.symbol, s.created + s.updated + s.unchanged);
+        println!(
+            "  {} imported {} items from Library of Congress records",
+            spec.symbol,
+            s.created + s.updated + s.unchanged
+        );
     }
 
     // 3. A patron at DGW asks for the book.
@@ -272,7 +310,12 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
     let created = libs[0]
         .staff
         .create_request(pb::CreateRequestRequest {
-            citation: Some(pb::Citation { title: target.title.clone(), author: target.author.clone(), isbn: target.isbn.clone(), ..Default::default() }),
+            citation: Some(pb::Citation {
+                title: target.title.clone(),
+                author: target.author.clone(),
+                isbn: target.isbn.clone(),
+                ..Default::default()
+            }),
             patron_id: "P-1001".into(),
             note: "demo request".into(),
             need_before: String::new(),
@@ -290,7 +333,12 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    println!("Request {} is now {}{}.", req.id, req.state, if req.supplier.is_empty() { String::new() } else { format!(": {} will supply it", req.supplier) });
+    println!(
+        "Request {} is now {}{}.",
+        req.id,
+        req.state,
+        if req.supplier.is_empty() { String::new() } else { format!(": {} will supply it", req.supplier) }
+    );
     print_timeline(&format!("Timeline at DGW (borrower), request {}:", req.id), &req.timeline);
     for l in libs.iter_mut().skip(1) {
         if let Ok(r) = l.staff.get_lending(pb::IdRequest { id: req.id.clone() }).await {

@@ -184,11 +184,15 @@ pub fn normalise_isbn(raw: &str) -> Result<String, String> {
             if !b[..9].iter().all(u8::is_ascii_digit) || !(b[9].is_ascii_digit() || b[9] == b'X') {
                 return Err(format!("{raw:?} is not an ISBN: only digits and a final X are allowed"));
             }
-            let sum: u32 = b.iter().enumerate().map(|(i, &c)| {
-                let v = if c == b'X' { 10 } else { u32::from(c - b'0') };
-                v * (10 - i as u32)
-            }).sum();
-            if sum % 11 != 0 {
+            let sum: u32 = b
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    let v = if c == b'X' { 10 } else { u32::from(c - b'0') };
+                    v * (10 - i as u32)
+                })
+                .sum();
+            if !sum.is_multiple_of(11) {
                 return Err(format!("{raw:?} has a wrong ISBN-10 check digit"));
             }
             let core = format!("978{}", &digits[..9]);
@@ -378,10 +382,18 @@ impl Citation {
 
     /// A short label for logs and tables: the first identifier, else the title.
     pub fn label(&self) -> String {
-        if let Some(i) = &self.isbn { return format!("ISBN {i}"); }
-        if let Some(i) = &self.oclc { return format!("OCLC {i}"); }
-        if let Some(i) = &self.lccn { return format!("LCCN {i}"); }
-        if let Some(i) = &self.issn { return format!("ISSN {i}"); }
+        if let Some(i) = &self.isbn {
+            return format!("ISBN {i}");
+        }
+        if let Some(i) = &self.oclc {
+            return format!("OCLC {i}");
+        }
+        if let Some(i) = &self.lccn {
+            return format!("LCCN {i}");
+        }
+        if let Some(i) = &self.issn {
+            return format!("ISSN {i}");
+        }
         self.title.chars().take(60).collect()
     }
 }
@@ -436,8 +448,16 @@ impl Item {
             format: c.format,
             location: check_text("location", raw.location, 200, false)?,
             call_number: check_text("call_number", raw.call_number, 200, false)?,
-            policy: if raw.policy.trim().is_empty() { Policy::Lendable } else { Policy::parse_field(raw.policy.trim(), "policy")? },
-            status: if raw.status.trim().is_empty() { ItemStatus::Available } else { ItemStatus::parse_field(raw.status.trim(), "status")? },
+            policy: if raw.policy.trim().is_empty() {
+                Policy::Lendable
+            } else {
+                Policy::parse_field(raw.policy.trim(), "policy")?
+            },
+            status: if raw.status.trim().is_empty() {
+                ItemStatus::Available
+            } else {
+                ItemStatus::parse_field(raw.status.trim(), "status")?
+            },
         })
     }
 

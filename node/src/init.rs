@@ -43,7 +43,10 @@ pub fn url_host(url: &str) -> String {
 pub async fn init(opts: &InitOptions) -> anyhow::Result<InitReport> {
     let dir = &opts.data_dir;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        anyhow::bail!("{}: already exists and is not empty; choose another --data-dir (a node is initialised once)", dir.display());
+        anyhow::bail!(
+            "{}: already exists and is not empty; choose another --data-dir (a node is initialised once)",
+            dir.display()
+        );
     }
     let raw = RawConfig {
         symbol: opts.symbol.clone(),

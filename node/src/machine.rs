@@ -168,7 +168,8 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
 pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<BorrowingStep, Illegal> {
     use BorrowingState as S;
     let illegal = || Illegal { state: view.state.to_string(), event: event.name() };
-    let mut step = BorrowingStep { state: view.state, position: view.position, out: vec![], effects: vec![], notes: vec![] };
+    let mut step =
+        BorrowingStep { state: view.state, position: view.position, out: vec![], effects: vec![], notes: vec![] };
     match event {
         BorrowingEvent::Submit => {
             if view.state != S::Created {
@@ -177,14 +178,18 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
             if view.rota.is_empty() {
                 step.state = S::Unfilled;
                 step.position = 0;
-                step.notes.push(Note::new("unfilled", "no lender to ask: no active partner has a borrowing agreement", None));
+                step.notes.push(Note::new(
+                    "unfilled",
+                    "no lender to ask: no active partner has a borrowing agreement",
+                    None,
+                ));
             } else {
                 ask(&mut step, view, 0);
             }
         }
         BorrowingEvent::Answer { from, body } => {
-            let is_current = view.current_lender() == Some(from)
-                && matches!(view.state, S::Sent | S::Conditional | S::WillSupply);
+            let is_current =
+                view.current_lender() == Some(from) && matches!(view.state, S::Sent | S::Conditional | S::WillSupply);
             if !is_current {
                 if !view.rota.contains(from) {
                     return Err(illegal());
@@ -196,7 +201,11 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                         action: RequesterAction::Cancel,
                         note: "the request has moved on to another lender".into(),
                     });
-                    step.notes.push(Note::new("cancel_sent", "late WillSupply: cancel sent so the item is released", Some(from)));
+                    step.notes.push(Note::new(
+                        "cancel_sent",
+                        "late WillSupply: cancel sent so the item is released",
+                        Some(from),
+                    ));
                 }
                 return Ok(step);
             }
@@ -208,7 +217,11 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                 SupplierStatus::ExpectToSupply => {}
                 SupplierStatus::WillSupply => {
                     step.state = S::WillSupply;
-                    step.effects.push(BorrowingEffect::Slot { index: view.position, outcome: SlotOutcome::Supplying, reason: None });
+                    step.effects.push(BorrowingEffect::Slot {
+                        index: view.position,
+                        outcome: SlotOutcome::Supplying,
+                        reason: None,
+                    });
                     step.effects.push(BorrowingEffect::Supplier(from.clone()));
                 }
                 SupplierStatus::RetryPossible => {
@@ -216,15 +229,27 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                 }
                 SupplierStatus::Unfilled => {
                     let reason = body.reason_unfilled.map(|r| r.to_string());
-                    step.effects.push(BorrowingEffect::Slot { index: view.position, outcome: SlotOutcome::Unfilled, reason });
+                    step.effects.push(BorrowingEffect::Slot {
+                        index: view.position,
+                        outcome: SlotOutcome::Unfilled,
+                        reason,
+                    });
                     let next = view.position + 1;
                     if next < view.rota.len() {
-                        step.notes.push(Note::new("rolled", format!("{from} cannot supply; trying {}", view.rota[next]), Some(from)));
+                        step.notes.push(Note::new(
+                            "rolled",
+                            format!("{from} cannot supply; trying {}", view.rota[next]),
+                            Some(from),
+                        ));
                         ask(&mut step, view, next);
                     } else {
                         step.state = S::Unfilled;
                         step.position = view.rota.len();
-                        step.notes.push(Note::new("unfilled", "every lender in the rota was asked; none can supply", None));
+                        step.notes.push(Note::new(
+                            "unfilled",
+                            "every lender in the rota was asked; none can supply",
+                            None,
+                        ));
                     }
                 }
                 _ => return Err(illegal()),
@@ -239,7 +264,11 @@ fn ask(step: &mut BorrowingStep, view: &BorrowingView, index: usize) {
     step.state = BorrowingState::Sent;
     step.position = index;
     step.effects.push(BorrowingEffect::Slot { index, outcome: SlotOutcome::Current, reason: None });
-    step.notes.push(Note::new("request_sent", format!("asked {to}, lender {} of {}", index + 1, view.rota.len()), Some(&to)));
+    step.notes.push(Note::new(
+        "request_sent",
+        format!("asked {to}, lender {} of {}", index + 1, view.rota.len()),
+        Some(&to),
+    ));
     step.out.push(BorrowerOut::Request { to });
 }
 
@@ -328,7 +357,11 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
             step.effects.push(LendingEffect::Reserve { barcode: barcode.clone() });
             let mut body = SupplierBody::new(ReasonForMessage::RequestResponse, SupplierStatus::WillSupply);
             body.item_id = barcode.clone();
-            step.notes.push(Note::new("answer_sent", format!("{} — item reserved and on the pick list", body.summary()), None));
+            step.notes.push(Note::new(
+                "answer_sent",
+                format!("{} — item reserved and on the pick list", body.summary()),
+                None,
+            ));
             step.out.push(body);
         }
         (S::Received, LendingEvent::Decide(Decision::Unfilled { reason, note })) => {
@@ -342,10 +375,10 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
         }
         (S::Received | S::WillSupply, LendingEvent::Requester { action: RequesterAction::Cancel, note }) => {
             step.state = S::Cancelled;
-            if view.state == S::WillSupply {
-                if let Some(b) = &view.item_barcode {
-                    step.effects.push(LendingEffect::Release { barcode: b.clone() });
-                }
+            if view.state == S::WillSupply
+                && let Some(b) = &view.item_barcode
+            {
+                step.effects.push(LendingEffect::Release { barcode: b.clone() });
             }
             step.notes.push(Note::new("cancel_received", format!("borrower cancelled: {note}"), None));
             let mut body = SupplierBody::new(ReasonForMessage::CancelResponse, SupplierStatus::Cancelled);
@@ -402,15 +435,21 @@ mod tests {
 
     #[test]
     fn will_supply_from_current_and_late() {
-        let s = borrowing_step(&view(BorrowingState::Sent, 1), &answer("BB", SupplierStatus::WillSupply, None)).unwrap();
+        let s =
+            borrowing_step(&view(BorrowingState::Sent, 1), &answer("BB", SupplierStatus::WillSupply, None)).unwrap();
         assert_eq!(s.state, BorrowingState::WillSupply);
         assert!(s.effects.contains(&BorrowingEffect::Supplier(sym("BB"))));
         // AA answers WillSupply after the rota moved on to BB: AA gets a Cancel.
-        let s = borrowing_step(&view(BorrowingState::WillSupply, 1), &answer("AA", SupplierStatus::WillSupply, None)).unwrap();
+        let s = borrowing_step(&view(BorrowingState::WillSupply, 1), &answer("AA", SupplierStatus::WillSupply, None))
+            .unwrap();
         assert_eq!(s.state, BorrowingState::WillSupply);
-        assert!(matches!(&s.out[..], [BorrowerOut::Action { to, action: RequesterAction::Cancel, .. }] if *to == sym("AA")));
+        assert!(
+            matches!(&s.out[..], [BorrowerOut::Action { to, action: RequesterAction::Cancel, .. }] if *to == sym("AA"))
+        );
         // A stranger to the rota is refused.
-        assert!(borrowing_step(&view(BorrowingState::Sent, 0), &answer("CC", SupplierStatus::WillSupply, None)).is_err());
+        assert!(
+            borrowing_step(&view(BorrowingState::Sent, 0), &answer("CC", SupplierStatus::WillSupply, None)).is_err()
+        );
     }
 
     #[test]
@@ -420,7 +459,8 @@ mod tests {
         assert_eq!(s.state, LendingState::WillSupply);
         assert_eq!(s.effects, vec![LendingEffect::Reserve { barcode: "39001".into() }]);
         let v = LendingView { state: LendingState::WillSupply, item_barcode: Some("39001".into()) };
-        let s = lending_step(&v, &LendingEvent::Requester { action: RequesterAction::Cancel, note: String::new() }).unwrap();
+        let s = lending_step(&v, &LendingEvent::Requester { action: RequesterAction::Cancel, note: String::new() })
+            .unwrap();
         assert_eq!(s.state, LendingState::Cancelled);
         assert_eq!(s.effects, vec![LendingEffect::Release { barcode: "39001".into() }]);
         let e = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "x".into() })).unwrap_err();
@@ -444,12 +484,19 @@ mod tests {
                 }
             }
         }
-        let table: Vec<_> = LENDING_TRANSITIONS.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
+        let table: Vec<_> =
+            LENDING_TRANSITIONS.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
         for row in &seen {
-            assert!(table.iter().any(|t| t.0 == row.0 && row.1.starts_with(&t.1) && t.2 == row.2), "transition {row:?} is not in the table");
+            assert!(
+                table.iter().any(|t| t.0 == row.0 && row.1.starts_with(&t.1) && t.2 == row.2),
+                "transition {row:?} is not in the table"
+            );
         }
         for t in &table {
-            assert!(seen.iter().any(|row| t.0 == row.0 && row.1.starts_with(&t.1) && t.2 == row.2), "table row {t:?} is unreachable");
+            assert!(
+                seen.iter().any(|row| t.0 == row.0 && row.1.starts_with(&t.1) && t.2 == row.2),
+                "table row {t:?} is unreachable"
+            );
         }
     }
 }

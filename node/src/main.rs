@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rota-node", version, about = "The Rota node: one per library. It keeps your holdings, partners and agreements, and lends and borrows with partner libraries over mutual TLS.")]
+#[command(
+    name = "rota-node",
+    version,
+    about = "The Rota node: one per library. It keeps your holdings, partners and agreements, and lends and borrows with partner libraries over mutual TLS."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -15,7 +19,9 @@ struct Cli {
 enum Cmd {
     /// Create a new library's data directory: config, institution CA, node certificate,
     /// an admin staff certificate with its CLI profile, and the database.
-    #[command(after_help = "Example:\n  rota-node init --data-dir /var/lib/rota --symbol DGW \\\n    --name \"George Washington University Libraries\" \\\n    --listen 0.0.0.0:7443 --public-url https://rota.library.gwu.edu:7443")]
+    #[command(
+        after_help = "Example:\n  rota-node init --data-dir /var/lib/rota --symbol DGW \\\n    --name \"George Washington University Libraries\" \\\n    --listen 0.0.0.0:7443 --public-url https://rota.library.gwu.edu:7443"
+    )]
     Init {
         /// Where the node keeps everything (created; must not exist or be empty).
         #[arg(long, env = "ROTA_DATA_DIR")]
@@ -34,7 +40,9 @@ enum Cmd {
         public_url: String,
     },
     /// Serve the node until SIGTERM or Ctrl-C.
-    #[command(after_help = "Example:\n  rota-node run --data-dir /var/lib/rota\n\nLogging: set ROTA_LOG (e.g. ROTA_LOG=debug or ROTA_LOG=rota_node=debug).")]
+    #[command(
+        after_help = "Example:\n  rota-node run --data-dir /var/lib/rota\n\nLogging: set ROTA_LOG (e.g. ROTA_LOG=debug or ROTA_LOG=rota_node=debug)."
+    )]
     Run {
         #[arg(long, env = "ROTA_DATA_DIR")]
         data_dir: PathBuf,
@@ -52,8 +60,10 @@ enum Cmd {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 #[tokio::main]

@@ -116,10 +116,17 @@ impl Envelope {
 /// The receiver's answer to a delivered message. Never the business answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Confirmation {
-    Accepted { received_at: DateTime<Utc> },
+    Accepted {
+        received_at: DateTime<Utc>,
+    },
     /// A sequence gap: deliver the earlier messages first.
-    RetryLater { reason: String },
-    Error { kind: ConfirmationError, detail: String },
+    RetryLater {
+        reason: String,
+    },
+    Error {
+        kind: ConfirmationError,
+        detail: String,
+    },
 }
 
 /// ISO 18626 confirmation error types.

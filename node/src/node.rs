@@ -16,8 +16,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::domain::{
-    Actor, Agreement, Citation, FieldError, Item, ItemStatus, Partner, PartnerStatus, Policy, ReasonUnfilled, StaffUser,
-    Symbol, Tier, check_format, check_text,
+    Actor, Agreement, Citation, FieldError, Item, ItemStatus, Partner, PartnerStatus, Policy, ReasonUnfilled,
+    StaffUser, Symbol, Tier, check_format, check_text,
 };
 use crate::error::{NodeError, Result};
 use crate::machine::{
@@ -102,12 +102,15 @@ impl Node {
     /// Open a node from a checked configuration: refuses key files others can read, opens
     /// (and migrates) the database, and loads the live partner table.
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<Node>, WakeReceiver)> {
-        let ca_pem = std::fs::read_to_string(config.ca_cert_path()).map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_cert_path().display()))?;
+        let ca_pem = std::fs::read_to_string(config.ca_cert_path())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_cert_path().display()))?;
         let ca_key = rota_certs::files::read_secret(&config.ca_key_path())?;
         rota_certs::files::read_secret(&config.node_key_path())?;
-        let ca = CaBundle::from_pem(&ca_pem, &ca_key).map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_key_path().display()))?;
+        let ca = CaBundle::from_pem(&ca_pem, &ca_key)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_key_path().display()))?;
         let card = Card::new(config.symbol.clone(), config.name.clone(), config.public_url.clone(), ca_pem)?;
-        let store = Store::open(&config.db_path()).await.map_err(|e| anyhow::anyhow!("{}: {e}", config.db_path().display()))?;
+        let store =
+            Store::open(&config.db_path()).await.map_err(|e| anyhow::anyhow!("{}: {e}", config.db_path().display()))?;
         let directory = Arc::new(Directory::default());
         directory.load(&store.partners().await?);
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
@@ -134,7 +137,14 @@ impl Node {
     // ===================================================================================
     // Staff: partners
 
-    pub async fn add_partner(&self, by: &StaffUser, card_text: &str, tier: Tier, priority: u32, expected_fingerprint: Option<&str>) -> Result<PartnerView> {
+    pub async fn add_partner(
+        &self,
+        by: &StaffUser,
+        card_text: &str,
+        tier: Tier,
+        priority: u32,
+        expected_fingerprint: Option<&str>,
+    ) -> Result<PartnerView> {
         let card = Card::parse(card_text).map_err(|e| FieldError::new("card", e.to_string()))?;
         if let Some(fp) = expected_fingerprint.filter(|f| !f.trim().is_empty()) {
             let fp = rota_certs::card::normalise_fingerprint(fp);
@@ -147,7 +157,11 @@ impl Node {
             }
         }
         if &card.symbol == self.symbol() {
-            return Err(FieldError::new("card", format!("this is our own card ({}): a library cannot partner with itself", card.symbol)).into());
+            return Err(FieldError::new(
+                "card",
+                format!("this is our own card ({}): a library cannot partner with itself", card.symbol),
+            )
+            .into());
         }
         if priority > 1_000_000 {
             return Err(FieldError::new("priority", "must be at most 1000000").into());
@@ -161,7 +175,11 @@ impl Node {
             )));
         }
         if let Some(p) = existing.iter().find(|p| p.fingerprint == card.fingerprint()) {
-            return Err(NodeError::Conflict(format!("this card's CA ({}) already belongs to partner {}", card.fingerprint(), p.symbol)));
+            return Err(NodeError::Conflict(format!(
+                "this card's CA ({}) already belongs to partner {}",
+                card.fingerprint(),
+                p.symbol
+            )));
         }
         let now = self.clock.now();
         let partner = Partner {
@@ -203,7 +221,12 @@ impl Node {
         self.view_of(p).await
     }
 
-    pub async fn set_partner_status(&self, by: &StaffUser, symbol: &Symbol, status: PartnerStatus) -> Result<PartnerView> {
+    pub async fn set_partner_status(
+        &self,
+        by: &StaffUser,
+        symbol: &Symbol,
+        status: PartnerStatus,
+    ) -> Result<PartnerView> {
         let mut tx = self.store.begin().await?;
         if !store::set_partner_status(&mut tx, symbol, status, self.clock.now()).await? {
             return Err(NodeError::NotFound(format!("no partner {symbol}")));
@@ -233,10 +256,15 @@ impl Node {
     /// Sign a staff certificate for `user` from a CSR. Only `admin` may do this.
     pub fn issue_staff(&self, by: &StaffUser, user: &str, csr_pem: &str) -> Result<String> {
         if by.as_str() != "admin" {
-            return Err(NodeError::Forbidden(format!("only the admin staff user may issue staff certificates (you are {by})")));
+            return Err(NodeError::Forbidden(format!(
+                "only the admin staff user may issue staff certificates (you are {by})"
+            )));
         }
         let user = StaffUser::parse(user).map_err(|e| FieldError::new("user", e.to_string()))?;
-        let cert = self.ca.sign_staff_csr(self.symbol(), &user, csr_pem).map_err(|e| FieldError::new("csr_pem", e.to_string()))?;
+        let cert = self
+            .ca
+            .sign_staff_csr(self.symbol(), &user, csr_pem)
+            .map_err(|e| FieldError::new("csr_pem", e.to_string()))?;
         tracing::info!(staff = %by, new_user = %user, "staff certificate issued");
         Ok(cert)
     }
@@ -282,12 +310,16 @@ impl Node {
 
     pub async fn set_agreement(&self, by: &StaffUser, symbol: &Symbol, patch: AgreementPatch) -> Result<Agreement> {
         if self.store.partner(symbol).await?.is_none() {
-            return Err(NodeError::NotFound(format!("no partner {symbol}: add its card first with `rota partner add`")));
+            return Err(NodeError::NotFound(format!(
+                "no partner {symbol}: add its card first with `rota partner add`"
+            )));
         }
         let mut a = self.store.agreement(symbol).await?;
         let range = |field: &str, v: Option<u32>, lo: u32, hi: u32| -> Result<Option<u32>> {
             match v {
-                Some(n) if !(lo..=hi).contains(&n) => Err(FieldError::new(field, format!("{n} is outside {lo}..={hi}")).into()),
+                Some(n) if !(lo..=hi).contains(&n) => {
+                    Err(FieldError::new(field, format!("{n} is outside {lo}..={hi}")).into())
+                }
                 v => Ok(v),
             }
         };
@@ -343,7 +375,13 @@ impl Node {
             }
             let a = self.store.agreement(&p.symbol).await?;
             if a.configured && a.borrow {
-                rota.push(RotaEntry { partner: p.symbol, tier: p.tier, priority: p.priority, outcome: SlotOutcome::Pending, reason: None });
+                rota.push(RotaEntry {
+                    partner: p.symbol,
+                    tier: p.tier,
+                    priority: p.priority,
+                    outcome: SlotOutcome::Pending,
+                    reason: None,
+                });
             }
         }
         rota.sort_by(|a, b| (a.tier.rank(), a.priority, &a.partner).cmp(&(b.tier.rank(), b.priority, &b.partner)));
@@ -383,8 +421,10 @@ impl Node {
             ),
             partner: None,
         };
-        Store::add_note(&mut tx, "borrowing", &id, now, &cause.to_string(), BorrowingState::Created.as_str(), &created).await?;
-        let view = BorrowingView { state: rec.state, rota: rec.rota.iter().map(|e| e.partner.clone()).collect(), position: 0 };
+        Store::add_note(&mut tx, "borrowing", &id, now, &cause.to_string(), BorrowingState::Created.as_str(), &created)
+            .await?;
+        let view =
+            BorrowingView { state: rec.state, rota: rec.rota.iter().map(|e| e.partner.clone()).collect(), position: 0 };
         let step = borrowing_step(&view, &BorrowingEvent::Submit)?;
         let mut wake = vec![];
         self.apply_borrowing(&mut tx, &rec, step, &cause, now, &mut wake).await?;
@@ -408,19 +448,26 @@ impl Node {
         let mut supplier = None;
         for e in &step.effects {
             match e {
-                BorrowingEffect::Slot { index, outcome, reason } => Store::set_slot(tx, &rec.id, *index, *outcome, reason.as_deref()).await?,
+                BorrowingEffect::Slot { index, outcome, reason } => {
+                    Store::set_slot(tx, &rec.id, *index, *outcome, reason.as_deref()).await?
+                }
                 BorrowingEffect::Supplier(s) => supplier = Some(s.clone()),
             }
         }
         Store::update_borrowing(tx, &rec.id, step.state, step.position, supplier.as_ref(), now).await?;
         for n in &step.notes {
-            Store::add_note(tx, "borrowing", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n).await?;
+            Store::add_note(tx, "borrowing", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n)
+                .await?;
         }
         for out in step.out {
             let (to, body) = match out {
                 BorrowerOut::Request { to } => (
                     to,
-                    Body::Request(RequestBody { citation: rec.citation.clone(), need_before: rec.need_before, note: rec.note.clone() }),
+                    Body::Request(RequestBody {
+                        citation: rec.citation.clone(),
+                        need_before: rec.need_before,
+                        note: rec.note.clone(),
+                    }),
                 ),
                 BorrowerOut::Action { to, action, note } => (to, Body::Requester(RequesterBody { action, note })),
             };
@@ -431,7 +478,11 @@ impl Node {
     }
 
     pub async fn request(&self, id: &str) -> Result<(BorrowingRecord, Vec<TimelineEntry>)> {
-        let rec = self.store.borrowing_read(id).await?.ok_or_else(|| NodeError::NotFound(format!("no borrowing request {id:?}")))?;
+        let rec = self
+            .store
+            .borrowing_read(id)
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no borrowing request {id:?}")))?;
         let tl = self.store.timeline("borrowing", id).await?;
         Ok((rec, tl))
     }
@@ -441,7 +492,11 @@ impl Node {
     }
 
     pub async fn lending_request(&self, id: &str) -> Result<(LendingRecord, Option<Item>, Vec<TimelineEntry>)> {
-        let rec = self.store.lending_read(id).await?.ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
+        let rec = self
+            .store
+            .lending_read(id)
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
         let item = match &rec.item_barcode {
             Some(b) => self.store.item(b).await?,
             None => None,
@@ -450,7 +505,11 @@ impl Node {
         Ok((rec, item, tl))
     }
 
-    pub async fn lending_requests(&self, state: Option<LendingState>, limit: u32) -> Result<Vec<(LendingRecord, Option<Item>)>> {
+    pub async fn lending_requests(
+        &self,
+        state: Option<LendingState>,
+        limit: u32,
+    ) -> Result<Vec<(LendingRecord, Option<Item>)>> {
         let mut out = vec![];
         for r in self.store.list_lending(state, limit.clamp(1, 10_000)).await? {
             let item = match &r.item_barcode {
@@ -470,17 +529,35 @@ impl Node {
     async fn decide(conn: &mut SqliteConnection, borrower: &Symbol, c: &Citation) -> Result<(Decision, u32)> {
         let items = Store::matching_items(conn, c).await?;
         if items.is_empty() {
-            return Ok((Decision::Unfilled { reason: ReasonUnfilled::NotHeld, note: format!("{} is not in our holdings", c.label()) }, 0));
+            return Ok((
+                Decision::Unfilled {
+                    reason: ReasonUnfilled::NotHeld,
+                    note: format!("{} is not in our holdings", c.label()),
+                },
+                0,
+            ));
         }
         let lendable: Vec<&Item> = items.iter().filter(|i| i.policy == Policy::Lendable).collect();
         if lendable.is_empty() {
             let policies: Vec<&str> = items.iter().map(|i| i.policy.as_str()).collect();
-            return Ok((Decision::Unfilled { reason: ReasonUnfilled::NonCirculating, note: format!("our copies are {}", policies.join(", ")) }, 0));
+            return Ok((
+                Decision::Unfilled {
+                    reason: ReasonUnfilled::NonCirculating,
+                    note: format!("our copies are {}", policies.join(", ")),
+                },
+                0,
+            ));
         }
         let available: Vec<&&Item> = lendable.iter().filter(|i| i.status == ItemStatus::Available).collect();
         if available.is_empty() {
             let statuses: Vec<&str> = lendable.iter().map(|i| i.status.as_str()).collect();
-            return Ok((Decision::Unfilled { reason: ReasonUnfilled::NotOnShelf, note: format!("no copy on the shelf ({})", statuses.join(", ")) }, 0));
+            return Ok((
+                Decision::Unfilled {
+                    reason: ReasonUnfilled::NotOnShelf,
+                    note: format!("no copy on the shelf ({})", statuses.join(", ")),
+                },
+                0,
+            ));
         }
         let a = store::agreement_in(conn, borrower).await?;
         let policy = |note: String| Ok((Decision::Unfilled { reason: ReasonUnfilled::PolicyProblem, note }, 0));
@@ -492,7 +569,10 @@ impl Node {
         }
         let outstanding = Store::outstanding_to(conn, borrower).await?;
         if outstanding >= a.max_outstanding {
-            return policy(format!("{borrower} already has {outstanding} of at most {} loans outstanding", a.max_outstanding));
+            return policy(format!(
+                "{borrower} already has {outstanding} of at most {} loans outstanding",
+                a.max_outstanding
+            ));
         }
         Ok((Decision::Supply { barcode: available[0].barcode.clone() }, available.len() as u32))
     }
@@ -533,7 +613,10 @@ impl Node {
         if env.sequence <= last {
             return Ok(Confirmation::Error {
                 kind: ConfirmationError::BadlyFormedMessage,
-                detail: format!("sequence {} of request {} was already used (last received {last})", env.sequence, env.request_id),
+                detail: format!(
+                    "sequence {} of request {} was already used (last received {last})",
+                    env.sequence, env.request_id
+                ),
             });
         }
         if env.sequence > last + 1 {
@@ -550,9 +633,10 @@ impl Node {
                 ConfirmationError::BadlyFormedMessage,
                 format!("request_id {:?} must begin with the borrower's symbol {their_prefix}", env.request_id),
             ),
-            Body::Supplier(_) if !env.request_id.starts_with(&own_prefix) => {
-                error(ConfirmationError::UnrecognisedRequestId, format!("request {} is not one of ours", env.request_id))
-            }
+            Body::Supplier(_) if !env.request_id.starts_with(&own_prefix) => error(
+                ConfirmationError::UnrecognisedRequestId,
+                format!("request {} is not one of ours", env.request_id),
+            ),
             Body::Request(r) => self.lender_receive(&mut tx, from, &env, r, now, &mut wake).await?,
             Body::Requester(r) => self.lender_requester(&mut tx, from, &env, r, now, &mut wake).await?,
             Body::Supplier(s) => self.borrower_answer(&mut tx, from, &env, s, now, &mut wake).await?,
@@ -598,10 +682,18 @@ impl Node {
         };
         Store::insert_lending(tx, &rec).await?;
         let cause = Actor::Partner(from.clone());
-        let received = Note { event: "request_received", detail: format!("Request for {} from {from}", r.citation.label()), partner: Some(from.clone()) };
-        Store::add_note(tx, "lending", &rec.id, now, &cause.to_string(), LendingState::Received.as_str(), &received).await?;
+        let received = Note {
+            event: "request_received",
+            detail: format!("Request for {} from {from}", r.citation.label()),
+            partner: Some(from.clone()),
+        };
+        Store::add_note(tx, "lending", &rec.id, now, &cause.to_string(), LendingState::Received.as_str(), &received)
+            .await?;
         let (decision, _) = Self::decide(tx, from, &r.citation).await?;
-        let step = lending_step(&LendingView { state: LendingState::Received, item_barcode: None }, &LendingEvent::Decide(decision))?;
+        let step = lending_step(
+            &LendingView { state: LendingState::Received, item_barcode: None },
+            &LendingEvent::Decide(decision),
+        )?;
         self.apply_lending(tx, &rec, step, &cause, now, wake).await?;
         Ok(Confirmation::Accepted { received_at: now })
     }
@@ -616,7 +708,10 @@ impl Node {
         wake: &mut Vec<Symbol>,
     ) -> Result<Confirmation> {
         let Some(rec) = Store::lending(tx, &env.request_id).await?.filter(|rec| &rec.borrower == from) else {
-            return Ok(Confirmation::Error { kind: ConfirmationError::UnrecognisedRequestId, detail: format!("no request {} from {from}", env.request_id) });
+            return Ok(Confirmation::Error {
+                kind: ConfirmationError::UnrecognisedRequestId,
+                detail: format!("no request {} from {from}", env.request_id),
+            });
         };
         let view = LendingView { state: rec.state, item_barcode: rec.item_barcode.clone() };
         match lending_step(&view, &LendingEvent::Requester { action: r.action, note: r.note.clone() }) {
@@ -624,7 +719,9 @@ impl Node {
                 self.apply_lending(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
                 Ok(Confirmation::Accepted { received_at: now })
             }
-            Err(illegal) => Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() }),
+            Err(illegal) => {
+                Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() })
+            }
         }
     }
 
@@ -649,7 +746,15 @@ impl Node {
                 }
             }
         }
-        Store::update_lending(tx, &rec.id, step.state, step.item_barcode.as_deref(), step.reason_unfilled.map(|r| r.as_str()), now).await?;
+        Store::update_lending(
+            tx,
+            &rec.id,
+            step.state,
+            step.item_barcode.as_deref(),
+            step.reason_unfilled.map(|r| r.as_str()),
+            now,
+        )
+        .await?;
         for n in &step.notes {
             Store::add_note(tx, "lending", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n).await?;
         }
@@ -669,19 +774,27 @@ impl Node {
         now: DateTime<Utc>,
         wake: &mut Vec<Symbol>,
     ) -> Result<Confirmation> {
-        let Some(rec) = Store::borrowing(tx, &env.request_id).await?.filter(|rec| rec.rota.iter().any(|e| &e.partner == from)) else {
+        let Some(rec) =
+            Store::borrowing(tx, &env.request_id).await?.filter(|rec| rec.rota.iter().any(|e| &e.partner == from))
+        else {
             return Ok(Confirmation::Error {
                 kind: ConfirmationError::UnrecognisedRequestId,
                 detail: format!("request {} was never sent to {from}", env.request_id),
             });
         };
-        let view = BorrowingView { state: rec.state, rota: rec.rota.iter().map(|e| e.partner.clone()).collect(), position: rec.position };
+        let view = BorrowingView {
+            state: rec.state,
+            rota: rec.rota.iter().map(|e| e.partner.clone()).collect(),
+            position: rec.position,
+        };
         match borrowing_step(&view, &BorrowingEvent::Answer { from: from.clone(), body: s.clone() }) {
             Ok(step) => {
                 self.apply_borrowing(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
                 Ok(Confirmation::Accepted { received_at: now })
             }
-            Err(illegal) => Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() }),
+            Err(illegal) => {
+                Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() })
+            }
         }
     }
 }

@@ -25,7 +25,9 @@ impl RunningNode {
     /// Load `data_dir`'s configuration and serve on its `listen` address.
     pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
         let config = Config::load(data_dir)?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         Self::start_with(config, listener, Arc::new(SystemClock)).await
     }
 

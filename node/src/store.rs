@@ -183,12 +183,18 @@ impl Store {
     }
 
     pub async fn partner(&self, symbol: &Symbol) -> Result<Option<Partner>> {
-        let row = sqlx::query("SELECT * FROM partners WHERE symbol = ?").bind(symbol.as_str()).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT * FROM partners WHERE symbol = ?")
+            .bind(symbol.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(partner_from_row).transpose()
     }
 
     pub async fn agreement(&self, symbol: &Symbol) -> Result<Agreement> {
-        let row = sqlx::query("SELECT * FROM agreements WHERE partner = ?").bind(symbol.as_str()).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT * FROM agreements WHERE partner = ?")
+            .bind(symbol.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.as_ref().map(agreement_from_row).unwrap_or_default())
     }
 
@@ -207,7 +213,8 @@ impl Store {
     // -- items --------------------------------------------------------------------------
 
     pub async fn item(&self, barcode: &str) -> Result<Option<Item>> {
-        let row = sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(barcode).fetch_optional(&self.reader).await?;
+        let row =
+            sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(barcode).fetch_optional(&self.reader).await?;
         row.as_ref().map(item_from_row).transpose()
     }
 
@@ -258,7 +265,8 @@ impl Store {
 
     /// Insert or update one item.
     pub async fn upsert_item(conn: &mut SqliteConnection, item: &Item, now: DateTime<Utc>) -> Result<Upsert> {
-        let existing = sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(&item.barcode).fetch_optional(&mut *conn).await?;
+        let existing =
+            sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(&item.barcode).fetch_optional(&mut *conn).await?;
         let outcome = match existing.as_ref().map(item_from_row).transpose()? {
             Some(old) if &old == item => return Ok(Upsert::Unchanged),
             Some(_) => Upsert::Updated,
@@ -293,7 +301,13 @@ impl Store {
     }
 
     /// Set an item's status only if it is `from` now. Returns whether it changed.
-    pub async fn move_item(conn: &mut SqliteConnection, barcode: &str, from: ItemStatus, to: ItemStatus, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn move_item(
+        conn: &mut SqliteConnection,
+        barcode: &str,
+        from: ItemStatus,
+        to: ItemStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let r = sqlx::query("UPDATE items SET status = ?, updated_at = ? WHERE barcode = ? AND status = ?")
             .bind(to.as_str())
             .bind(ms(now))
@@ -352,10 +366,14 @@ impl Store {
     }
 
     pub async fn borrowing(conn: &mut SqliteConnection, id: &str) -> Result<Option<BorrowingRecord>> {
-        let Some(row) = sqlx::query("SELECT * FROM borrowing WHERE id = ?").bind(id).fetch_optional(&mut *conn).await? else {
+        let Some(row) = sqlx::query("SELECT * FROM borrowing WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?
+        else {
             return Ok(None);
         };
-        let rota_rows = sqlx::query("SELECT * FROM rota_entries WHERE request_id = ? ORDER BY idx").bind(id).fetch_all(&mut *conn).await?;
+        let rota_rows = sqlx::query("SELECT * FROM rota_entries WHERE request_id = ? ORDER BY idx")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
         let rota = rota_rows
             .iter()
             .map(|r| {
@@ -426,14 +444,22 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_slot(conn: &mut SqliteConnection, id: &str, idx: usize, outcome: SlotOutcome, reason: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE rota_entries SET outcome = ?, reason = COALESCE(?, reason) WHERE request_id = ? AND idx = ?")
-            .bind(outcome.as_str())
-            .bind(reason)
-            .bind(id)
-            .bind(idx as i64)
-            .execute(&mut *conn)
-            .await?;
+    pub async fn set_slot(
+        conn: &mut SqliteConnection,
+        id: &str,
+        idx: usize,
+        outcome: SlotOutcome,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE rota_entries SET outcome = ?, reason = COALESCE(?, reason) WHERE request_id = ? AND idx = ?",
+        )
+        .bind(outcome.as_str())
+        .bind(reason)
+        .bind(id)
+        .bind(idx as i64)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
@@ -470,11 +496,13 @@ impl Store {
     }
 
     pub async fn list_lending(&self, state: Option<LendingState>, limit: u32) -> Result<Vec<LendingRecord>> {
-        let rows = sqlx::query("SELECT * FROM lending WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2")
-            .bind(state.map(LendingState::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM lending WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )
+        .bind(state.map(LendingState::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(lending_from_row).collect()
     }
 
@@ -510,7 +538,15 @@ impl Store {
 
     // -- timeline -----------------------------------------------------------------------
 
-    pub async fn add_note(conn: &mut SqliteConnection, side: &str, request_id: &str, at: DateTime<Utc>, actor: &str, state: &str, note: &Note) -> Result<()> {
+    pub async fn add_note(
+        conn: &mut SqliteConnection,
+        side: &str,
+        request_id: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        state: &str,
+        note: &Note,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO timeline (side, request_id, at, actor, event, state, detail, partner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(side)
             .bind(request_id)
@@ -548,9 +584,16 @@ impl Store {
 
     /// Queue a message to `partner` in the caller's transaction: assigns its message id
     /// and the next sequence number of this request's conversation with that partner.
-    pub async fn enqueue(conn: &mut SqliteConnection, partner: &Symbol, request_id: &str, body: Body, now: DateTime<Utc>) -> Result<Envelope> {
+    pub async fn enqueue(
+        conn: &mut SqliteConnection,
+        partner: &Symbol,
+        request_id: &str,
+        body: Body,
+        now: DateTime<Utc>,
+    ) -> Result<Envelope> {
         let sequence = Self::bump_sequence(conn, request_id, partner, "out").await?;
-        let env = Envelope { message_id: Uuid::new_v4(), request_id: request_id.to_owned(), sequence, sent_at: now, body };
+        let env =
+            Envelope { message_id: Uuid::new_v4(), request_id: request_id.to_owned(), sequence, sent_at: now, body };
         sqlx::query(
             "INSERT INTO outbox (partner, request_id, message_id, sequence, envelope, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -566,7 +609,12 @@ impl Store {
         Ok(env)
     }
 
-    async fn bump_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol, direction: &str) -> Result<u64> {
+    async fn bump_sequence(
+        conn: &mut SqliteConnection,
+        request_id: &str,
+        peer: &Symbol,
+        direction: &str,
+    ) -> Result<u64> {
         let v: i64 = sqlx::query_scalar(
             "INSERT INTO sequences (request_id, peer, direction, last) VALUES (?, ?, ?, 1)
              ON CONFLICT (request_id, peer, direction) DO UPDATE SET last = last + 1 RETURNING last",
@@ -581,15 +629,21 @@ impl Store {
 
     /// The last sequence received from `peer` for this request (0 if none).
     pub async fn last_inbound_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol) -> Result<u64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT last FROM sequences WHERE request_id = ? AND peer = ? AND direction = 'in'")
-            .bind(request_id)
-            .bind(peer.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT last FROM sequences WHERE request_id = ? AND peer = ? AND direction = 'in'")
+                .bind(request_id)
+                .bind(peer.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
         Ok(v.unwrap_or(0) as u64)
     }
 
-    pub async fn set_inbound_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol, seq: u64) -> Result<()> {
+    pub async fn set_inbound_sequence(
+        conn: &mut SqliteConnection,
+        request_id: &str,
+        peer: &Symbol,
+        seq: u64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO sequences (request_id, peer, direction, last) VALUES (?, ?, 'in', ?)
              ON CONFLICT (request_id, peer, direction) DO UPDATE SET last = excluded.last",
@@ -618,31 +672,43 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         rows.iter()
-            .map(|r| Ok(OutboxRow { id: r.get("id"), partner: r.get("partner"), attempts: r.get("attempts"), envelope: json("outbox envelope", r.get("envelope"))? }))
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.get("id"),
+                    partner: r.get("partner"),
+                    attempts: r.get("attempts"),
+                    envelope: json("outbox envelope", r.get("envelope"))?,
+                })
+            })
             .collect()
     }
 
     /// When the next undelivered message to `partner` falls due, if any.
     pub async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE partner = ? AND delivered_at IS NULL")
-            .bind(partner)
-            .fetch_one(&self.reader)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE partner = ? AND delivered_at IS NULL")
+                .bind(partner)
+                .fetch_one(&self.reader)
+                .await?;
         Ok(v.map(from_ms))
     }
 
     /// Partners with undelivered messages.
     pub async fn partners_with_pending(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT DISTINCT partner FROM outbox WHERE delivered_at IS NULL").fetch_all(&self.reader).await?)
+        Ok(sqlx::query_scalar("SELECT DISTINCT partner FROM outbox WHERE delivered_at IS NULL")
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     pub async fn mark_delivered(&self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE outbox SET delivered_at = ?, outcome = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
-            .bind(ms(now))
-            .bind(outcome)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = ?, outcome = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(outcome)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -664,11 +730,22 @@ impl Store {
             .bind(message_id.to_string())
             .fetch_optional(&mut *conn)
             .await?;
-        row.map(|r| Ok(InboxRow { payload_hash: r.get("payload_hash"), confirmation: json("inbox confirmation", r.get("confirmation"))? }))
-            .transpose()
+        row.map(|r| {
+            Ok(InboxRow {
+                payload_hash: r.get("payload_hash"),
+                confirmation: json("inbox confirmation", r.get("confirmation"))?,
+            })
+        })
+        .transpose()
     }
 
-    pub async fn record_inbox(conn: &mut SqliteConnection, sender: &Symbol, env: &Envelope, confirmation: &Confirmation, now: DateTime<Utc>) -> Result<()> {
+    pub async fn record_inbox(
+        conn: &mut SqliteConnection,
+        sender: &Symbol,
+        env: &Envelope,
+        confirmation: &Confirmation,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO inbox (sender, message_id, request_id, sequence, payload_hash, confirmation, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(sender.as_str())
             .bind(env.message_id.to_string())
@@ -705,7 +782,12 @@ pub async fn insert_partner(conn: &mut SqliteConnection, p: &Partner) -> Result<
     Ok(())
 }
 
-pub async fn set_partner_status(conn: &mut SqliteConnection, symbol: &Symbol, status: PartnerStatus, now: DateTime<Utc>) -> Result<bool> {
+pub async fn set_partner_status(
+    conn: &mut SqliteConnection,
+    symbol: &Symbol,
+    status: PartnerStatus,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let r = sqlx::query("UPDATE partners SET status = ?, updated_at = ? WHERE symbol = ?")
         .bind(status.as_str())
         .bind(ms(now))
@@ -720,7 +802,12 @@ pub async fn delete_partner(conn: &mut SqliteConnection, symbol: &Symbol) -> Res
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn put_agreement(conn: &mut SqliteConnection, symbol: &Symbol, a: &Agreement, now: DateTime<Utc>) -> Result<()> {
+pub async fn put_agreement(
+    conn: &mut SqliteConnection,
+    symbol: &Symbol,
+    a: &Agreement,
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO agreements (partner, lend, borrow, loan_days, renewals, max_outstanding, formats, expiry_seconds, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -742,7 +829,10 @@ pub async fn put_agreement(conn: &mut SqliteConnection, symbol: &Symbol, a: &Agr
 }
 
 pub async fn agreement_in(conn: &mut SqliteConnection, symbol: &Symbol) -> Result<Agreement> {
-    let row = sqlx::query("SELECT * FROM agreements WHERE partner = ?").bind(symbol.as_str()).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query("SELECT * FROM agreements WHERE partner = ?")
+        .bind(symbol.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(row.as_ref().map(agreement_from_row).unwrap_or_default())
 }
 

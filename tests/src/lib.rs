@@ -42,7 +42,10 @@ where
 pub fn setup() {
     rota_certs::install_crypto_provider();
     if let Ok(filter) = std::env::var("TEST_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 
@@ -91,7 +94,8 @@ pub async fn start_node(symbol: &str) -> TestNode {
 
 /// A staff client for a profile.
 pub async fn staff_client(p: &LoadedProfile) -> StaffClient<Channel> {
-    let ch = rota_proto::channel::connect(&p.node_url, p.client_config().unwrap(), Duration::from_secs(30)).await.unwrap();
+    let ch =
+        rota_proto::channel::connect(&p.node_url, p.client_config().unwrap(), Duration::from_secs(30)).await.unwrap();
     StaffClient::new(ch)
 }
 
@@ -114,25 +118,44 @@ impl TestNode {
             &self.read("tls/node.key"),
         )
         .unwrap();
-        rota_proto::channel::connect(&other.url, tls, Duration::from_secs(10)).await.map(PeerClient::new).map_err(|e| format!("{e:?}"))
+        rota_proto::channel::connect(&other.url, tls, Duration::from_secs(10))
+            .await
+            .map(PeerClient::new)
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Add `other` as a partner of this node with `tier`, and set a two-way agreement.
     pub async fn add_partner(&mut self, other: &mut TestNode, tier: &str, priority: u32) {
         let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
         self.staff
-            .add_partner(spb::AddPartnerRequest { card_text: card.text, tier: tier.into(), priority, expected_fingerprint: card.fingerprint })
+            .add_partner(spb::AddPartnerRequest {
+                card_text: card.text,
+                tier: tier.into(),
+                priority,
+                expected_fingerprint: card.fingerprint,
+            })
             .await
             .unwrap();
         self.staff
-            .set_agreement(spb::SetAgreementRequest { partner: other.symbol.clone(), lend: Some(true), borrow: Some(true), ..Default::default() })
+            .set_agreement(spb::SetAgreementRequest {
+                partner: other.symbol.clone(),
+                lend: Some(true),
+                borrow: Some(true),
+                ..Default::default()
+            })
             .await
             .unwrap();
     }
 
     pub async fn add_item(&mut self, barcode: &str, title: &str, isbn: &str, status: &str) {
         self.staff
-            .add_item(spb::Item { barcode: barcode.into(), title: title.into(), isbn: isbn.into(), status: status.into(), ..Default::default() })
+            .add_item(spb::Item {
+                barcode: barcode.into(),
+                title: title.into(),
+                isbn: isbn.into(),
+                status: status.into(),
+                ..Default::default()
+            })
             .await
             .unwrap();
     }
@@ -173,7 +196,11 @@ pub fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test-binary>
     let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
     for b in ["rota", "rota-node"] {
-        assert!(dir.join(b).exists(), "{} is missing: run the tests with `cargo nextest run --workspace` (or `cargo test --workspace`), which builds it", dir.join(b).display());
+        assert!(
+            dir.join(b).exists(),
+            "{} is missing: run the tests with `cargo nextest run --workspace` (or `cargo test --workspace`), which builds it",
+            dir.join(b).display()
+        );
     }
     dir
 }

@@ -11,7 +11,11 @@ fn envelope(message_id: &str, request_id: &str, sequence: u64, note: &str) -> pb
         sequence,
         sent_at_unix_ms: 1_800_000_000_000,
         body: Some(pb::envelope::Body::Request(pb::Request {
-            citation: Some(pb::Citation { title: "Glad reunion".into(), isbn: "0914520407".into(), ..Default::default() }),
+            citation: Some(pb::Citation {
+                title: "Glad reunion".into(),
+                isbn: "0914520407".into(),
+                ..Default::default()
+            }),
             service_type: pb::ServiceType::Loan as i32,
             need_before: String::new(),
             note: note.into(),
@@ -39,7 +43,12 @@ async fn a_redelivered_message_changes_nothing_and_gets_the_same_confirmation() 
     assert_eq!(l.timeline.len(), timeline_len, "nothing changed");
     let list = lender.staff.list_lending(spb::ListRequest::default()).await.unwrap().into_inner();
     assert_eq!(list.requests.len(), 1);
-    let reserved = lender.staff.search_items(spb::SearchItemsRequest { query: "Glad".into(), limit: 10 }).await.unwrap().into_inner();
+    let reserved = lender
+        .staff
+        .search_items(spb::SearchItemsRequest { query: "Glad".into(), limit: 10 })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(reserved.items.iter().filter(|i| i.status == "reserved").count(), 1, "only one copy reserved");
 
     // The same message_id with a different payload is refused.

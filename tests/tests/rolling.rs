@@ -52,7 +52,11 @@ async fn rolls_from_consortium_to_p2p_and_timelines_agree() {
         let sent: Vec<&spb::TimelineEvent> = l.timeline.iter().filter(|e| e.event == "answer_sent").collect();
         assert_eq!(sent.len(), 1, "{lender}: {:#?}", l.timeline);
         let (_, heard) = answers_at_borrower.iter().find(|(p, _)| p == lender).unwrap();
-        assert!(sent[0].detail.starts_with(heard.as_str()), "{lender} said {:?}, borrower heard {heard:?}", sent[0].detail);
+        assert!(
+            sent[0].detail.starts_with(heard.as_str()),
+            "{lender} said {:?}, borrower heard {heard:?}",
+            sent[0].detail
+        );
         assert_eq!(l.timeline[0].event, "request_received");
         assert_eq!(l.timeline[0].actor, "partner:DGW");
     }
@@ -80,11 +84,20 @@ async fn each_reason_is_reported_and_an_exhausted_rota_ends_unfilled() {
     // AAA: on loan. BBB: library use only. CCC: available, but lends nothing to DGW.
     a.add_item("A1", "Glad reunion", ISBN, "on_loan").await;
     b.staff
-        .add_item(spb::Item { barcode: "B1".into(), title: "Glad reunion".into(), isbn: ISBN.into(), policy: "library_use_only".into(), ..Default::default() })
+        .add_item(spb::Item {
+            barcode: "B1".into(),
+            title: "Glad reunion".into(),
+            isbn: ISBN.into(),
+            policy: "library_use_only".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     c.add_item("C1", "Glad reunion", ISBN, "available").await;
-    c.staff.set_agreement(spb::SetAgreementRequest { partner: "DGW".into(), lend: Some(false), ..Default::default() }).await.unwrap();
+    c.staff
+        .set_agreement(spb::SetAgreementRequest { partner: "DGW".into(), lend: Some(false), ..Default::default() })
+        .await
+        .unwrap();
 
     let r = dgw
         .staff

@@ -6,7 +6,7 @@ use rota_certs::{CaBundle, Symbol};
 use rota_proto::peer::peer_client::PeerClient;
 use rota_proto::peer::{self as pb};
 use rota_proto::staff as spb;
-use rota_tests::{TestNode, eventually, partner_up, start_node, PATIENCE};
+use rota_tests::{PATIENCE, TestNode, eventually, partner_up, start_node};
 use tonic::Code;
 
 fn hello(symbol: &str) -> pb::HelloRequest {
@@ -14,9 +14,18 @@ fn hello(symbol: &str) -> pb::HelloRequest {
 }
 
 /// Dial `target`'s peer API with an arbitrary certificate, trusting `target`'s CA.
-async fn dial_as(target: &TestNode, cert_pem: &str, key_pem: &str) -> Result<PeerClient<tonic::transport::Channel>, String> {
-    let tls = rota_certs::tls::client_config(Symbol::parse(&target.symbol).unwrap(), &target.ca_der(), cert_pem, key_pem).unwrap();
-    rota_proto::channel::connect(&target.url, tls, Duration::from_secs(10)).await.map(PeerClient::new).map_err(|e| format!("{e:?}"))
+async fn dial_as(
+    target: &TestNode,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<PeerClient<tonic::transport::Channel>, String> {
+    let tls =
+        rota_certs::tls::client_config(Symbol::parse(&target.symbol).unwrap(), &target.ca_der(), cert_pem, key_pem)
+            .unwrap();
+    rota_proto::channel::connect(&target.url, tls, Duration::from_secs(10))
+        .await
+        .map(PeerClient::new)
+        .map_err(|e| format!("{e:?}"))
 }
 
 async fn refused(target: &TestNode, cert_pem: &str, key_pem: &str, symbol: &str) -> bool {
@@ -63,14 +72,22 @@ async fn suspended_and_removed_partners_are_refused_without_a_restart() {
     let mut open = a.peer_client_to(&target).await.unwrap();
     open.hello(hello("AAA")).await.unwrap();
 
-    target.staff.set_partner_status(spb::SetPartnerStatusRequest { symbol: "AAA".into(), status: "suspended".into() }).await.unwrap();
+    target
+        .staff
+        .set_partner_status(spb::SetPartnerStatusRequest { symbol: "AAA".into(), status: "suspended".into() })
+        .await
+        .unwrap();
     // On the connection that is already open: the next RPC is refused.
     let e = open.hello(hello("AAA")).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     // A new connection is refused at the handshake.
     assert!(refused(&target, &a.read("tls/node.pem"), &a.read("tls/node.key"), "AAA").await);
 
-    target.staff.set_partner_status(spb::SetPartnerStatusRequest { symbol: "AAA".into(), status: "active".into() }).await.unwrap();
+    target
+        .staff
+        .set_partner_status(spb::SetPartnerStatusRequest { symbol: "AAA".into(), status: "active".into() })
+        .await
+        .unwrap();
     let mut again = a.peer_client_to(&target).await.unwrap();
     again.hello(hello("AAA")).await.unwrap();
     open.hello(hello("AAA")).await.unwrap();
@@ -93,7 +110,13 @@ async fn staff_and_peer_roles_are_separate() {
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 
     // A partner's node certificate cannot call DGW's staff API.
-    let tls = rota_certs::tls::client_config(Symbol::parse("DGW").unwrap(), &target.ca_der(), &a.read("tls/node.pem"), &a.read("tls/node.key")).unwrap();
+    let tls = rota_certs::tls::client_config(
+        Symbol::parse("DGW").unwrap(),
+        &target.ca_der(),
+        &a.read("tls/node.pem"),
+        &a.read("tls/node.key"),
+    )
+    .unwrap();
     let ch = rota_proto::channel::connect(&target.url, tls, Duration::from_secs(10)).await.unwrap();
     let mut staff_as_partner = spb::staff_client::StaffClient::new(ch);
     let e = staff_as_partner.list_partners(spb::Empty {}).await.unwrap_err();
@@ -101,7 +124,9 @@ async fn staff_and_peer_roles_are_separate() {
 
     // A's staff certificate (another institution's staff) cannot reach DGW's staff API.
     let ap = &a.profile;
-    let tls = rota_certs::tls::client_config(Symbol::parse("DGW").unwrap(), &target.ca_der(), &ap.cert_pem, &ap.key_pem).unwrap();
+    let tls =
+        rota_certs::tls::client_config(Symbol::parse("DGW").unwrap(), &target.ca_der(), &ap.cert_pem, &ap.key_pem)
+            .unwrap();
     let refused_staff = match rota_proto::channel::connect(&target.url, tls, Duration::from_secs(10)).await {
         Err(_) => true,
         Ok(ch) => spb::staff_client::StaffClient::new(ch).list_partners(spb::Empty {}).await.is_err(),
@@ -114,7 +139,12 @@ async fn cards_are_checked_before_a_partner_is_added() {
     let mut target = start_node("DGW").await;
     let mut a = start_node("AAA").await;
     let card = a.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
-    let add = |fp: &str| spb::AddPartnerRequest { card_text: card.text.clone(), tier: "p2p".into(), priority: 1, expected_fingerprint: fp.into() };
+    let add = |fp: &str| spb::AddPartnerRequest {
+        card_text: card.text.clone(),
+        tier: "p2p".into(),
+        priority: 1,
+        expected_fingerprint: fp.into(),
+    };
     let wrong = format!("SHA256:{}", "0".repeat(64));
     let e = target.staff.add_partner(add(&wrong)).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -147,7 +177,10 @@ async fn a_key_file_others_can_read_stops_the_node() {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{key} is written 0600");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let config = rota_node::config::Config::load(&data_dir).unwrap();
-        let err = rota_node::Node::open(config, std::sync::Arc::new(rota_node::clock::SystemClock)).await.unwrap_err().to_string();
+        let err = rota_node::Node::open(config, std::sync::Arc::new(rota_node::clock::SystemClock))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chmod 600") && err.contains(key), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }

@@ -11,11 +11,7 @@ pub fn parse_formats(s: &str) -> Vec<String> {
     if s.trim().eq_ignore_ascii_case("all") {
         return Vec::new();
     }
-    s.split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .map(str::to_owned)
-        .collect()
+    s.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
 }
 
 pub async fn run(ctx: &Ctx, cmd: AgreementCmd) -> anyhow::Result<()> {
@@ -47,10 +43,7 @@ pub async fn run(ctx: &Ctx, cmd: AgreementCmd) -> anyhow::Result<()> {
         }
         AgreementCmd::Show { symbol } => {
             let mut node = ctx.connect().await?;
-            node.client
-                .get_agreement(SymbolRequest { symbol })
-                .await
-                .rpc(&node.url)?
+            node.client.get_agreement(SymbolRequest { symbol }).await.rpc(&node.url)?
         }
     };
     if ctx.json {

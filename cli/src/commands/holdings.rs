@@ -61,10 +61,7 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
             }
             let summary = reply.map(tonic::Response::into_inner).map_err(|s| {
                 let e = status_error(&node.url, &s);
-                anyhow::anyhow!(
-                    "import of {} failed, nothing was written: {e}",
-                    file.display()
-                )
+                anyhow::anyhow!("import of {} failed, nothing was written: {e}", file.display())
             })?;
             if ctx.json {
                 return print_json(&json!({
@@ -85,10 +82,7 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
         }
         HoldingsCmd::Search { query, limit } => {
             let mut node = ctx.connect().await?;
-            let request = SearchItemsRequest {
-                query: query.clone(),
-                limit,
-            };
+            let request = SearchItemsRequest { query: query.clone(), limit };
             let list = node.client.search_items(request).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&list.items.iter().map(item_json).collect());
@@ -97,17 +91,8 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
                 println!("No items match {query:?}.");
                 return Ok(());
             }
-            let mut t = table([
-                "barcode",
-                "title",
-                "author",
-                "year",
-                "format",
-                "call number",
-                "location",
-                "policy",
-                "status",
-            ]);
+            let mut t =
+                table(["barcode", "title", "author", "year", "format", "call number", "location", "policy", "status"]);
             for i in &list.items {
                 t.add_row([
                     i.barcode.clone(),
@@ -125,11 +110,7 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
         }
         HoldingsCmd::Show { barcode } => {
             let mut node = ctx.connect().await?;
-            let item = node
-                .client
-                .get_item(BarcodeRequest { barcode })
-                .await
-                .rpc(&node.url)?;
+            let item = node.client.get_item(BarcodeRequest { barcode }).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&item_json(&item));
             }

@@ -10,10 +10,7 @@ use crate::output::{identifiers, lending_json, print_fields, print_json, table, 
 /// The title to show: the matched item's, else the borrower's citation's.
 fn title(r: &LendingRequest) -> String {
     if r.item_title.is_empty() {
-        r.citation
-            .as_ref()
-            .map(|c| c.title.clone())
-            .unwrap_or_default()
+        r.citation.as_ref().map(|c| c.title.clone()).unwrap_or_default()
     } else {
         r.item_title.clone()
     }
@@ -23,10 +20,7 @@ pub async fn run(ctx: &Ctx, cmd: LendingCmd) -> anyhow::Result<()> {
     match cmd {
         LendingCmd::List { status } => {
             let mut node = ctx.connect().await?;
-            let request = ListRequest {
-                status: or_empty(status),
-                limit: 0,
-            };
+            let request = ListRequest { status: or_empty(status), limit: 0 };
             let list = node.client.list_lending(request).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&list.requests.iter().map(lending_json).collect());
@@ -35,16 +29,8 @@ pub async fn run(ctx: &Ctx, cmd: LendingCmd) -> anyhow::Result<()> {
                 println!("No lending requests.");
                 return Ok(());
             }
-            let mut t = table([
-                "id",
-                "borrower",
-                "state",
-                "title",
-                "item barcode",
-                "call number",
-                "location",
-                "created",
-            ]);
+            let mut t =
+                table(["id", "borrower", "state", "title", "item barcode", "call number", "location", "created"]);
             for r in &list.requests {
                 t.add_row([
                     r.id.clone(),
@@ -61,11 +47,7 @@ pub async fn run(ctx: &Ctx, cmd: LendingCmd) -> anyhow::Result<()> {
         }
         LendingCmd::Show { id } => {
             let mut node = ctx.connect().await?;
-            let r = node
-                .client
-                .get_lending(IdRequest { id })
-                .await
-                .rpc(&node.url)?;
+            let r = node.client.get_lending(IdRequest { id }).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&lending_json(&r));
             }

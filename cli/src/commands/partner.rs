@@ -11,16 +11,10 @@ use crate::output::{partner_json, print_json, print_partner, table, yes_no};
 
 pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
     match cmd {
-        PartnerCmd::Add {
-            card,
-            tier,
-            priority,
-            fingerprint,
-        } => {
-            let text = std::fs::read_to_string(&card)
-                .map_err(|e| anyhow!("cannot read card file {}: {e}", card.display()))?;
-            let parsed = Card::parse(&text)
-                .map_err(|e| anyhow!("{}: not a valid card: {e}", card.display()))?;
+        PartnerCmd::Add { card, tier, priority, fingerprint } => {
+            let text =
+                std::fs::read_to_string(&card).map_err(|e| anyhow!("cannot read card file {}: {e}", card.display()))?;
+            let parsed = Card::parse(&text).map_err(|e| anyhow!("{}: not a valid card: {e}", card.display()))?;
             let actual = parsed.fingerprint();
             let intro = format!(
                 "Partner card: {} ({}) at {}\nFingerprint: {actual}",
@@ -46,12 +40,7 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
                 None => String::new(),
             };
             let mut node = ctx.connect().await?;
-            let request = AddPartnerRequest {
-                card_text: text,
-                tier,
-                priority,
-                expected_fingerprint: expected,
-            };
+            let request = AddPartnerRequest { card_text: text, tier, priority, expected_fingerprint: expected };
             let partner = node.client.add_partner(request).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&partner_json(&partner));
@@ -59,10 +48,7 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
             println!();
             print_partner(&partner);
             println!("\nNext, say what you lend to and borrow from it, e.g.:");
-            println!(
-                "  rota agreement set {} --lend yes --borrow yes",
-                partner.symbol
-            );
+            println!("  rota agreement set {} --lend yes --borrow yes", partner.symbol);
         }
         PartnerCmd::List => {
             let mut node = ctx.connect().await?;
@@ -71,14 +57,10 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
                 return print_json(&list.partners.iter().map(partner_json).collect());
             }
             if list.partners.is_empty() {
-                println!(
-                    "No partners yet. Add one from its card with `rota partner add CARD_FILE --tier p2p`."
-                );
+                println!("No partners yet. Add one from its card with `rota partner add CARD_FILE --tier p2p`.");
                 return Ok(());
             }
-            let mut t = table([
-                "symbol", "name", "tier", "priority", "status", "lend", "borrow", "pending",
-            ]);
+            let mut t = table(["symbol", "name", "tier", "priority", "status", "lend", "borrow", "pending"]);
             for p in &list.partners {
                 let (lend, borrow) = match &p.agreement {
                     Some(a) if a.configured => (yes_no(a.lend), yes_no(a.borrow)),
@@ -99,11 +81,7 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
         }
         PartnerCmd::Show { symbol } => {
             let mut node = ctx.connect().await?;
-            let p = node
-                .client
-                .get_partner(SymbolRequest { symbol })
-                .await
-                .rpc(&node.url)?;
+            let p = node.client.get_partner(SymbolRequest { symbol }).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&partner_json(&p));
             }
@@ -113,11 +91,7 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
         PartnerCmd::Resume { symbol } => set_status(ctx, symbol, "active").await?,
         PartnerCmd::Remove { symbol } => {
             let mut node = ctx.connect().await?;
-            let p = node
-                .client
-                .remove_partner(SymbolRequest { symbol })
-                .await
-                .rpc(&node.url)?;
+            let p = node.client.remove_partner(SymbolRequest { symbol }).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&partner_json(&p));
             }
@@ -129,15 +103,8 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
 
 async fn set_status(ctx: &Ctx, symbol: String, status: &str) -> anyhow::Result<()> {
     let mut node = ctx.connect().await?;
-    let request = SetPartnerStatusRequest {
-        symbol,
-        status: status.to_owned(),
-    };
-    let p = node
-        .client
-        .set_partner_status(request)
-        .await
-        .rpc(&node.url)?;
+    let request = SetPartnerStatusRequest { symbol, status: status.to_owned() };
+    let p = node.client.set_partner_status(request).await.rpc(&node.url)?;
     if ctx.json {
         return print_json(&partner_json(&p));
     }

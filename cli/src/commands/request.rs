@@ -5,9 +5,7 @@ use rota_proto::staff::{Citation, CreateRequestRequest, IdRequest, ListRequest};
 use super::or_empty;
 use crate::RequestCmd;
 use crate::context::{Ctx, RpcResult};
-use crate::output::{
-    borrowing_json, current_lender, identifiers, print_fields, print_json, rota_table, table, time,
-};
+use crate::output::{borrowing_json, current_lender, identifiers, print_fields, print_json, rota_table, table, time};
 
 pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
     match cmd {
@@ -24,10 +22,7 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
                 }),
                 patron_id: a.patron,
                 note: or_empty(a.note),
-                need_before: a
-                    .need_before
-                    .map(|d| d.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default(),
+                need_before: a.need_before.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
             };
             let mut node = ctx.connect().await?;
             let r = node.client.create_request(request).await.rpc(&node.url)?;
@@ -37,40 +32,21 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
             let rota = if r.rota.is_empty() {
                 "empty: no active partner with a borrowing agreement takes this format".to_owned()
             } else {
-                r.rota
-                    .iter()
-                    .map(|e| e.partner.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" → ")
+                r.rota.iter().map(|e| e.partner.as_str()).collect::<Vec<_>>().join(" → ")
             };
             print_fields(&[
                 ("id", r.id.clone()),
                 ("state", r.state.clone()),
-                (
-                    "title",
-                    r.citation
-                        .as_ref()
-                        .map(|c| c.title.clone())
-                        .unwrap_or_default(),
-                ),
+                ("title", r.citation.as_ref().map(|c| c.title.clone()).unwrap_or_default()),
                 ("rota", rota),
-                (
-                    "asking now",
-                    r.rota
-                        .get(r.position as usize)
-                        .map(|e| e.partner.clone())
-                        .unwrap_or_default(),
-                ),
+                ("asking now", r.rota.get(r.position as usize).map(|e| e.partner.clone()).unwrap_or_default()),
                 ("supplier", r.supplier.clone()),
             ]);
             println!("\nFollow it with:\n  rota request show {}", r.id);
         }
         RequestCmd::List { status, limit } => {
             let mut node = ctx.connect().await?;
-            let request = ListRequest {
-                status: or_empty(status),
-                limit,
-            };
+            let request = ListRequest { status: or_empty(status), limit };
             let list = node.client.list_requests(request).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&list.requests.iter().map(borrowing_json).collect());
@@ -84,10 +60,7 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
                 t.add_row([
                     r.id.clone(),
                     r.state.clone(),
-                    r.citation
-                        .as_ref()
-                        .map(|c| c.title.clone())
-                        .unwrap_or_default(),
+                    r.citation.as_ref().map(|c| c.title.clone()).unwrap_or_default(),
                     current_lender(r),
                     time(r.created_at_unix_ms),
                 ]);
@@ -96,11 +69,7 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
         }
         RequestCmd::Show { id } => {
             let mut node = ctx.connect().await?;
-            let r = node
-                .client
-                .get_request(IdRequest { id })
-                .await
-                .rpc(&node.url)?;
+            let r = node.client.get_request(IdRequest { id }).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&borrowing_json(&r));
             }

@@ -52,21 +52,14 @@ pub async fn run(ctx: &Ctx, cmd: StaffCmd) -> anyhow::Result<()> {
 
 /// Generate a key, have the node sign it, and write the profile folder.
 async fn issue(ctx: &Ctx, staff: &StaffUser, dir: &Path) -> anyhow::Result<(String, String)> {
-    let (csr_pem, key_pem) =
-        rota_certs::issue::staff_csr(staff).map_err(|e| anyhow!("cannot make a key: {e}"))?;
+    let (csr_pem, key_pem) = rota_certs::issue::staff_csr(staff).map_err(|e| anyhow!("cannot make a key: {e}"))?;
     let mut node = ctx.connect().await?;
-    let request = IssueStaffRequest {
-        user: staff.as_str().to_owned(),
-        csr_pem,
-    };
+    let request = IssueStaffRequest { user: staff.as_str().to_owned(), csr_pem };
     let issued = node.client.issue_staff(request).await.rpc(&node.url)?;
     let write = |name: &str, contents: &str, secret: bool| {
         let path = dir.join(name);
-        let written = if secret {
-            write_secret(&path, contents.as_bytes())
-        } else {
-            write_public(&path, contents.as_bytes())
-        };
+        let written =
+            if secret { write_secret(&path, contents.as_bytes()) } else { write_public(&path, contents.as_bytes()) };
         written.map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
     };
     write("key.pem", &key_pem, true)?;
@@ -75,18 +68,12 @@ async fn issue(ctx: &Ctx, staff: &StaffUser, dir: &Path) -> anyhow::Result<(Stri
     let profile = Profile {
         node_url: issued.node_url.clone(),
         symbol: issued.symbol.clone(),
-        user: if issued.user.is_empty() {
-            staff.as_str().to_owned()
-        } else {
-            issued.user
-        },
+        user: if issued.user.is_empty() { staff.as_str().to_owned() } else { issued.user },
         cert: PathBuf::from("cert.pem"),
         key: PathBuf::from("key.pem"),
         ca: PathBuf::from("ca.pem"),
     };
     let path = dir.join("profile.toml");
-    profile
-        .save(&path)
-        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    profile.save(&path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     Ok((issued.symbol, issued.node_url))
 }

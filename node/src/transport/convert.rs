@@ -174,15 +174,26 @@ fn action_to_proto(a: RequesterAction) -> pb::RequesterAction {
 pub fn check_request_id(field: &str, id: &str) -> Result<String, FieldError> {
     let ok = id.len() <= 40
         && id.rsplit_once('-').is_some_and(|(sym, n)| {
-            rota_certs::Symbol::parse(sym).is_ok() && !n.is_empty() && n.len() <= 12 && n.bytes().all(|b| b.is_ascii_digit())
+            rota_certs::Symbol::parse(sym).is_ok()
+                && !n.is_empty()
+                && n.len() <= 12
+                && n.bytes().all(|b| b.is_ascii_digit())
         });
-    if ok { Ok(id.to_owned()) } else { Err(FieldError::new(field, format!("{:?} is not a request id like DGW-17", id.chars().take(48).collect::<String>()))) }
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{:?} is not a request id like DGW-17", id.chars().take(48).collect::<String>()),
+        ))
+    }
 }
 
 pub fn envelope_from_proto(e: pb::Envelope) -> Result<Envelope, FieldError> {
     let pb::Envelope { message_id, request_id, sequence, sent_at_unix_ms, body } = e;
-    let message_id = Uuid::parse_str(&message_id)
-        .map_err(|_| FieldError::new("message_id", format!("{:?} is not a UUID", message_id.chars().take(48).collect::<String>())))?;
+    let message_id = Uuid::parse_str(&message_id).map_err(|_| {
+        FieldError::new("message_id", format!("{:?} is not a UUID", message_id.chars().take(48).collect::<String>()))
+    })?;
     let request_id = check_request_id("request_id", &request_id)?;
     if sequence == 0 || sequence > MAX_SEQUENCE {
         return Err(FieldError::new("sequence", format!("{sequence} is outside 1..={MAX_SEQUENCE}")));
@@ -195,11 +206,17 @@ pub fn envelope_from_proto(e: pb::Envelope) -> Result<Envelope, FieldError> {
     let body = match body.ok_or_else(|| FieldError::new("body", "is required (request, supplier or requester)"))? {
         pb::envelope::Body::Request(r) => {
             let pb::Request { citation, service_type, need_before, note } = r;
-            let citation = citation_from_proto(citation.ok_or_else(|| FieldError::new("request.citation", "is required"))?)
-                .map_err(|e| e.within("request.citation"))?;
+            let citation =
+                citation_from_proto(citation.ok_or_else(|| FieldError::new("request.citation", "is required"))?)
+                    .map_err(|e| e.within("request.citation"))?;
             match enum_field::<pb::ServiceType>("request.service_type", service_type)? {
                 pb::ServiceType::Loan => {}
-                other => return Err(FieldError::new("request.service_type", format!("{} is not supported: Rota lends physical items", other.as_str_name()))),
+                other => {
+                    return Err(FieldError::new(
+                        "request.service_type",
+                        format!("{} is not supported: Rota lends physical items", other.as_str_name()),
+                    ));
+                }
             }
             Body::Request(RequestBody {
                 citation,
@@ -231,7 +248,10 @@ pub fn envelope_from_proto(e: pb::Envelope) -> Result<Envelope, FieldError> {
         }
         pb::envelope::Body::Requester(r) => {
             let pb::RequesterMessage { action, note } = r;
-            Body::Requester(RequesterBody { action: action_from_proto(action)?, note: check_text("requester.note", &note, 2000, false)? })
+            Body::Requester(RequesterBody {
+                action: action_from_proto(action)?,
+                note: check_text("requester.note", &note, 2000, false)?,
+            })
         }
     };
     Ok(Envelope { message_id, request_id, sequence, sent_at, body })
@@ -259,7 +279,10 @@ pub fn envelope_to_proto(e: &Envelope) -> pb::Envelope {
             condition: s.condition.clone(),
             note: s.note.clone(),
         }),
-        Body::Requester(r) => pb::envelope::Body::Requester(pb::RequesterMessage { action: action_to_proto(r.action) as i32, note: r.note.clone() }),
+        Body::Requester(r) => pb::envelope::Body::Requester(pb::RequesterMessage {
+            action: action_to_proto(r.action) as i32,
+            note: r.note.clone(),
+        }),
     };
     pb::Envelope {
         message_id: e.message_id.to_string(),
@@ -279,9 +302,12 @@ pub fn confirmation_to_proto(c: &Confirmation) -> pb::Confirmation {
             error_value: String::new(),
             received_at_unix_ms: received_at.timestamp_millis(),
         },
-        Confirmation::RetryLater { reason } => {
-            pb::Confirmation { status: S::RetryLater as i32, error_type: T::Unspecified as i32, error_value: reason.clone(), received_at_unix_ms: 0 }
-        }
+        Confirmation::RetryLater { reason } => pb::Confirmation {
+            status: S::RetryLater as i32,
+            error_type: T::Unspecified as i32,
+            error_value: reason.clone(),
+            received_at_unix_ms: 0,
+        },
         Confirmation::Error { kind, detail } => pb::Confirmation {
             status: S::Error as i32,
             error_type: match kind {
@@ -319,7 +345,17 @@ pub fn agreement_view(a: &Agreement) -> pb::AgreementView {
 
 pub fn staff_citation_from_proto(c: spb::Citation) -> Result<Citation, FieldError> {
     let spb::Citation { title, author, isbn, issn, oclc, lccn, format } = c;
-    Citation::parse(RawCitation { title: &title, author: &author, isbn: &isbn, issn: &issn, oclc: &oclc, lccn: &lccn, format: &format, publisher: "", year: "" })
+    Citation::parse(RawCitation {
+        title: &title,
+        author: &author,
+        isbn: &isbn,
+        issn: &issn,
+        oclc: &oclc,
+        lccn: &lccn,
+        format: &format,
+        publisher: "",
+        year: "",
+    })
 }
 
 pub fn staff_citation_to_proto(c: &Citation) -> spb::Citation {
@@ -354,7 +390,17 @@ pub fn item_from_proto(i: spb::Item) -> Result<Item, FieldError> {
     } = i;
     Item::parse(RawItem {
         barcode: &barcode,
-        citation: RawCitation { title: &title, author: &author, isbn: &isbn, issn: &issn, oclc: &oclc, lccn: &lccn, format: &format, publisher: &publisher, year: &year },
+        citation: RawCitation {
+            title: &title,
+            author: &author,
+            isbn: &isbn,
+            issn: &issn,
+            oclc: &oclc,
+            lccn: &lccn,
+            format: &format,
+            publisher: &publisher,
+            year: &year,
+        },
         location: &location,
         call_number: &call_number,
         policy: &policy,
@@ -489,7 +535,11 @@ mod tests {
             sequence: 1,
             sent_at_unix_ms: 1_800_000_000_000,
             body: Some(pb::envelope::Body::Request(pb::Request {
-                citation: Some(pb::Citation { title: "Glad reunion".into(), isbn: "0914520407".into(), ..Default::default() }),
+                citation: Some(pb::Citation {
+                    title: "Glad reunion".into(),
+                    isbn: "0914520407".into(),
+                    ..Default::default()
+                }),
                 service_type: pb::ServiceType::Loan as i32,
                 need_before: String::new(),
                 note: String::new(),

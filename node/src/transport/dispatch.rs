@@ -41,7 +41,14 @@ impl Dispatcher {
             let spawn = |sym: Symbol, workers: &mut HashMap<Symbol, (Arc<Notify>, JoinHandle<()>)>| {
                 let entry = workers.entry(sym.clone()).or_insert_with(|| {
                     let notify = Arc::new(Notify::new());
-                    let w = Worker { node: node.clone(), partner: sym, notify: notify.clone(), cert_pem: cert_pem.clone(), key_pem: key_pem.clone(), channel: None };
+                    let w = Worker {
+                        node: node.clone(),
+                        partner: sym,
+                        notify: notify.clone(),
+                        cert_pem: cert_pem.clone(),
+                        key_pem: key_pem.clone(),
+                        channel: None,
+                    };
                     (notify, tokio::spawn(w.run(stop_rx.clone())))
                 });
                 entry.0.notify_one();
@@ -114,13 +121,16 @@ impl Worker {
 
     fn channel(&mut self) -> Option<Channel> {
         let entry = self.node.directory.active(&self.partner)?;
-        if let Some((ep, fp, ch)) = &self.channel {
-            if *ep == entry.endpoint && *fp == entry.fingerprint {
-                return Some(ch.clone());
-            }
+        if let Some((ep, fp, ch)) = &self.channel
+            && *ep == entry.endpoint
+            && *fp == entry.fingerprint
+        {
+            return Some(ch.clone());
         }
-        let tls = rota_certs::tls::client_config(self.partner.clone(), &entry.ca_der, &self.cert_pem, &self.key_pem).ok()?;
-        let ch = rota_proto::channel::lazy_channel(&entry.endpoint, tls, self.node.config.limits.request_timeout).ok()?;
+        let tls =
+            rota_certs::tls::client_config(self.partner.clone(), &entry.ca_der, &self.cert_pem, &self.key_pem).ok()?;
+        let ch =
+            rota_proto::channel::lazy_channel(&entry.endpoint, tls, self.node.config.limits.request_timeout).ok()?;
         self.channel = Some((entry.endpoint, entry.fingerprint, ch.clone()));
         Some(ch)
     }
@@ -158,12 +168,17 @@ impl Worker {
                             }
                             Ok(ConfirmationStatus::RetryLater) => {
                                 let next = self.node.clock.now() + self.backoff(row.attempts);
-                                self.node.store.mark_retry(row.id, &format!("retry later: {}", c.error_value), next).await?;
+                                self.node
+                                    .store
+                                    .mark_retry(row.id, &format!("retry later: {}", c.error_value), next)
+                                    .await?;
                                 return Ok(Outcome::Backoff);
                             }
                             _ => {
-                                let kind = ErrorType::try_from(c.error_type).map(|t| t.as_str_name()).unwrap_or("ERROR");
-                                let outcome = format!("refused: {kind}: {}", c.error_value.chars().take(300).collect::<String>());
+                                let kind =
+                                    ErrorType::try_from(c.error_type).map(|t| t.as_str_name()).unwrap_or("ERROR");
+                                let outcome =
+                                    format!("refused: {kind}: {}", c.error_value.chars().take(300).collect::<String>());
                                 tracing::warn!(%outcome, "partner refused message");
                                 self.node.store.mark_delivered(row.id, &outcome, self.node.clock.now()).await?;
                             }
@@ -171,7 +186,8 @@ impl Worker {
                     }
                     Err(status) => {
                         let next = self.node.clock.now() + self.backoff(row.attempts);
-                        let err = format!("{:?}: {}", status.code(), status.message().chars().take(300).collect::<String>());
+                        let err =
+                            format!("{:?}: {}", status.code(), status.message().chars().take(300).collect::<String>());
                         tracing::info!(error = %err, attempts = row.attempts + 1, "delivery failed; will retry");
                         self.node.store.mark_retry(row.id, &err, next).await?;
                         return Ok(Outcome::Backoff);

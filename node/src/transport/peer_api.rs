@@ -29,12 +29,16 @@ impl Peer for PeerApi {
         let ours = self.node.hello(&from).await?;
         let pb::HelloRequest { protocol_version, symbol, agreement } = req.into_inner();
         if symbol != from.as_str() {
-            return Err(Status::invalid_argument(format!("symbol: {symbol:?} does not match your certificate ({from})")));
+            return Err(Status::invalid_argument(format!(
+                "symbol: {symbol:?} does not match your certificate ({from})"
+            )));
         }
-        if let Some(theirs) = agreement {
-            if ours.configured && theirs.configured && (theirs.borrow != ours.lend || theirs.lend != ours.borrow) {
-                tracing::warn!(partner = %from, "agreement mismatch: their lend/borrow is the reverse of ours");
-            }
+        if let Some(theirs) = agreement
+            && ours.configured
+            && theirs.configured
+            && (theirs.borrow != ours.lend || theirs.lend != ours.borrow)
+        {
+            tracing::warn!(partner = %from, "agreement mismatch: their lend/borrow is the reverse of ours");
         }
         tracing::info!(partner = %from, version = %protocol_version.chars().take(32).collect::<String>(), "hello");
         Ok(Response::new(pb::HelloResponse {
@@ -49,7 +53,8 @@ impl Peer for PeerApi {
         let from = partner(&req)?;
         let citation = req.into_inner().citation.ok_or_else(|| Status::invalid_argument("citation: is required"))?;
         let citation = convert::citation_from_proto(citation).map_err(|e| invalid(e.within("citation")))?;
-        let answer = self.node.locate(&from, &citation).instrument(tracing::info_span!("locate", partner = %from)).await?;
+        let answer =
+            self.node.locate(&from, &citation).instrument(tracing::info_span!("locate", partner = %from)).await?;
         Ok(Response::new(convert::locate_to_proto(&answer)))
     }
 

@@ -91,7 +91,10 @@ pub fn peer_gate(node: Arc<Node>) -> impl FnMut(Request<()>) -> Result<Request<(
             Some(e) if Some(&e.fingerprint) == info.ca_fingerprint.as_ref() => {}
             _ => {
                 tracing::warn!(partner = %sym, remote = %info.remote, "refused: partner is not active");
-                return Err(Status::permission_denied(format!("partner {sym} is not an active partner of {}", node.symbol())));
+                return Err(Status::permission_denied(format!(
+                    "partner {sym} is not an active partner of {}",
+                    node.symbol()
+                )));
             }
         }
         req.extensions_mut().insert(AuthedPartner(sym.clone()));
@@ -108,7 +111,10 @@ pub fn staff_gate(node: Arc<Node>) -> impl FnMut(Request<()>) -> Result<Request<
                 req.extensions_mut().insert(user.clone());
                 Ok(req)
             }
-            _ => Err(Status::permission_denied(format!("the staff API accepts staff certificates of {} only", node.symbol()))),
+            _ => Err(Status::permission_denied(format!(
+                "the staff API accepts staff certificates of {} only",
+                node.symbol()
+            ))),
         }
     }
 }
@@ -134,8 +140,10 @@ pub async fn serve(
     let accept_task = tokio::spawn(accept_loop(node.clone(), listener, acceptor, conn_tx));
 
     let max = cfg.limits.max_message_bytes;
-    let peer = PeerServer::new(PeerApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
-    let staff = StaffServer::new(StaffApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
+    let peer =
+        PeerServer::new(PeerApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
+    let staff =
+        StaffServer::new(StaffApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(InterceptedService::new(peer, peer_gate(node.clone())))
@@ -149,7 +157,12 @@ pub async fn serve(
     Ok(result?)
 }
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<std::io::Result<ServerIo>>) {
+async fn accept_loop(
+    node: Arc<Node>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<std::io::Result<ServerIo>>,
+) {
     let limits = node.config.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -183,7 +196,12 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, acceptor: TlsAccept
                     return;
                 }
             };
-            let Some(identity) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| Identity::from_cert_der(c).ok())
+            let Some(identity) = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| Identity::from_cert_der(c).ok())
             else {
                 return;
             };
@@ -192,7 +210,9 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, acceptor: TlsAccept
                 Identity::Staff { .. } => None,
             };
             tracing::debug!(%remote, %identity, "connection accepted");
-            let _ = tx.send(Ok(ServerIo { inner: tls, info: PeerInfo { identity, remote, ca_fingerprint }, _permit: permit })).await;
+            let _ = tx
+                .send(Ok(ServerIo { inner: tls, info: PeerInfo { identity, remote, ca_fingerprint }, _permit: permit }))
+                .await;
         });
     }
 }
@@ -204,5 +224,8 @@ pub fn staff_user<T>(req: &Request<T>) -> Result<StaffUser, Status> {
 
 /// The partner making a peer RPC.
 pub fn partner<T>(req: &Request<T>) -> Result<Symbol, Status> {
-    req.extensions().get::<AuthedPartner>().map(|p| p.0.clone()).ok_or_else(|| Status::permission_denied("partner certificate required"))
+    req.extensions()
+        .get::<AuthedPartner>()
+        .map(|p| p.0.clone())
+        .ok_or_else(|| Status::permission_denied("partner certificate required"))
 }

@@ -125,7 +125,10 @@ impl Staff for StaffApi {
             let item = convert::item_from_proto(item.unwrap_or_default())
                 .map_err(|e| Status::invalid_argument(format!("{source}: {e}; nothing was imported")))?;
             if let Some(first) = seen.insert(item.barcode.clone(), source.clone()) {
-                return Err(Status::invalid_argument(format!("{source}: barcode {} already appears at {first}; nothing was imported", item.barcode)));
+                return Err(Status::invalid_argument(format!(
+                    "{source}: barcode {} already appears at {first}; nothing was imported",
+                    item.barcode
+                )));
             }
             items.push(item);
             if items.len() as u64 > MAX_IMPORT_ROWS {
@@ -133,7 +136,12 @@ impl Staff for StaffApi {
             }
         }
         let s = self.node.import_items(&items).await?;
-        Ok(Response::new(pb::ImportSummary { rows: s.rows, created: s.created, updated: s.updated, unchanged: s.unchanged }))
+        Ok(Response::new(pb::ImportSummary {
+            rows: s.rows,
+            created: s.created,
+            updated: s.updated,
+            unchanged: s.unchanged,
+        }))
     }
 
     async fn search_items(&self, req: Request<pb::SearchItemsRequest>) -> R<pb::ItemList> {
@@ -151,9 +159,27 @@ impl Staff for StaffApi {
 
     async fn set_agreement(&self, req: Request<pb::SetAgreementRequest>) -> R<pb::Agreement> {
         let user = staff_user(&req)?;
-        let pb::SetAgreementRequest { partner, lend, borrow, loan_days, renewals, max_outstanding, formats, set_formats, expiry_seconds } = req.into_inner();
+        let pb::SetAgreementRequest {
+            partner,
+            lend,
+            borrow,
+            loan_days,
+            renewals,
+            max_outstanding,
+            formats,
+            set_formats,
+            expiry_seconds,
+        } = req.into_inner();
         let sym = symbol("partner", &partner)?;
-        let patch = AgreementPatch { lend, borrow, loan_days, renewals, max_outstanding, formats: set_formats.then_some(formats), expiry_seconds };
+        let patch = AgreementPatch {
+            lend,
+            borrow,
+            loan_days,
+            renewals,
+            max_outstanding,
+            formats: set_formats.then_some(formats),
+            expiry_seconds,
+        };
         let a = self.node.set_agreement(&user, &sym, patch).await?;
         Ok(Response::new(convert::staff_agreement(sym.as_str(), &a)))
     }
@@ -168,7 +194,10 @@ impl Staff for StaffApi {
     async fn create_request(&self, req: Request<pb::CreateRequestRequest>) -> R<pb::BorrowingRequest> {
         let user = staff_user(&req)?;
         let pb::CreateRequestRequest { citation, patron_id, note, need_before } = req.into_inner();
-        let citation = convert::staff_citation_from_proto(citation.ok_or_else(|| Status::invalid_argument("citation: is required"))?).map_err(invalid)?;
+        let citation = convert::staff_citation_from_proto(
+            citation.ok_or_else(|| Status::invalid_argument("citation: is required"))?,
+        )
+        .map_err(invalid)?;
         let need_before = check_date("need_before", &need_before).map_err(invalid)?;
         let rec = self.node.create_request(&user, NewRequest { citation, patron_id, note, need_before }).await?;
         let (rec, tl) = self.node.request(&rec.id).await?;
@@ -178,9 +207,15 @@ impl Staff for StaffApi {
     async fn list_requests(&self, req: Request<pb::ListRequest>) -> R<pb::BorrowingRequestList> {
         staff_user(&req)?;
         let pb::ListRequest { status, limit } = req.into_inner();
-        let state = if status.is_empty() { None } else { Some(BorrowingState::parse_field(&status, "status").map_err(invalid)?) };
+        let state = if status.is_empty() {
+            None
+        } else {
+            Some(BorrowingState::parse_field(&status, "status").map_err(invalid)?)
+        };
         let list = self.node.requests(state, if limit == 0 { 100 } else { limit }).await?;
-        Ok(Response::new(pb::BorrowingRequestList { requests: list.iter().map(|r| convert::borrowing_to_proto(r, &[])).collect() }))
+        Ok(Response::new(pb::BorrowingRequestList {
+            requests: list.iter().map(|r| convert::borrowing_to_proto(r, &[])).collect(),
+        }))
     }
 
     async fn get_request(&self, req: Request<pb::IdRequest>) -> R<pb::BorrowingRequest> {
@@ -192,9 +227,12 @@ impl Staff for StaffApi {
     async fn list_lending(&self, req: Request<pb::ListRequest>) -> R<pb::LendingRequestList> {
         staff_user(&req)?;
         let pb::ListRequest { status, limit } = req.into_inner();
-        let state = if status.is_empty() { None } else { Some(LendingState::parse_field(&status, "status").map_err(invalid)?) };
+        let state =
+            if status.is_empty() { None } else { Some(LendingState::parse_field(&status, "status").map_err(invalid)?) };
         let list = self.node.lending_requests(state, if limit == 0 { 100 } else { limit }).await?;
-        Ok(Response::new(pb::LendingRequestList { requests: list.iter().map(|(r, i)| convert::lending_to_proto(r, i.as_ref(), &[])).collect() }))
+        Ok(Response::new(pb::LendingRequestList {
+            requests: list.iter().map(|(r, i)| convert::lending_to_proto(r, i.as_ref(), &[])).collect(),
+        }))
     }
 
     async fn get_lending(&self, req: Request<pb::IdRequest>) -> R<pb::LendingRequest> {
