@@ -147,6 +147,15 @@ async fn cli_round_trip_with_real_processes() {
         "{lending}"
     );
 
+    // The admin issues a certificate for another staff member, whose profile then works.
+    let jane = root.path().join("jane");
+    run(rota(&bins, &dgw).args(["staff", "issue", "jane", "-o"]).arg(&jane));
+    let who = json(&run(Command::new(bins.join("rota"))
+        .arg("--profile")
+        .arg(jane.join("profile.toml"))
+        .args(["--json", "whoami"])));
+    assert_eq!(who["staff_user"], "jane", "{who}");
+
     // SIGTERM shuts both nodes down cleanly.
     for mut lib in [dgw, uva] {
         let pid = nix::unistd::Pid::from_raw(lib.proc.0.id() as i32);

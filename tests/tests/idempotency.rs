@@ -84,3 +84,38 @@ async fn sequence_gaps_wait_and_stray_ids_are_refused() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().starts_with("request.citation.isbn"), "{}", e.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_answers_from_holdings_and_agreement_and_oversized_messages_are_refused() {
+    let mut lender = start_node("UVA").await;
+    let mut borrower = start_node("DGW").await;
+    partner_up(&mut lender, &mut borrower, "p2p", "p2p").await;
+    lender.add_item("UVA-1", "Glad reunion", "0914520407", "available").await;
+    lender.add_item("UVA-2", "Glad reunion", "9780914520405", "available").await;
+    let mut peer = borrower.peer_client_to(&lender).await.unwrap();
+    let locate = |isbn: &str| pb::LocateRequest {
+        citation: Some(pb::Citation { title: "Glad reunion".into(), isbn: isbn.into(), ..Default::default() }),
+    };
+    let yes = peer.locate(locate("0914520407")).await.unwrap().into_inner();
+    assert!(yes.available);
+    assert_eq!(yes.copies, 2);
+    let no = peer.locate(locate("9780198526636")).await.unwrap().into_inner();
+    assert!(!no.available);
+    assert_eq!(no.reason, pb::ReasonUnfilled::NotHeld as i32);
+    // Locate is read-only: nothing was reserved.
+    let item = lender.staff.get_item(spb::BarcodeRequest { barcode: "UVA-1".into() }).await.unwrap().into_inner();
+    assert_eq!(item.status, "available");
+    // The agreement is part of the answer.
+    lender
+        .staff
+        .set_agreement(spb::SetAgreementRequest { partner: "DGW".into(), lend: Some(false), ..Default::default() })
+        .await
+        .unwrap();
+    let policy = peer.locate(locate("0914520407")).await.unwrap().into_inner();
+    assert_eq!((policy.available, policy.reason), (false, pb::ReasonUnfilled::PolicyProblem as i32));
+
+    // A message over the 256 KiB limit is refused with a clear status.
+    let big = envelope(&uuid::Uuid::new_v4().to_string(), "DGW-903", 1, &"x".repeat(300 * 1024));
+    let e = peer.deliver(big).await.unwrap_err();
+    assert!(matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{e:?}");
+}
