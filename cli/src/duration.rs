@@ -27,7 +27,7 @@ pub fn format_duration(secs: u64) -> String {
     if secs == 0 {
         return "0s".to_owned();
     }
-    let (unit, scale) = UNITS.iter().find(|(_, scale)| secs % scale == 0).copied().unwrap_or(('s', 1));
+    let (unit, scale) = UNITS.iter().find(|(_, scale)| secs.is_multiple_of(*scale)).copied().unwrap_or(('s', 1));
     format!("{}{unit}", secs / scale)
 }
 

@@ -160,7 +160,8 @@ Then set what you lend to and borrow from it:
     },
     /// Stop sending requests to a partner and refuse new requests from it.
     ///
-    /// Requests already under way continue. Undo with `rota partner resume`.
+    /// Its connections are refused at once, and messages to it wait in the outbox until it is
+    /// resumed. Undo with `rota partner resume`.
     #[command(after_help = "Example:\n  rota partner suspend DGW")]
     Suspend {
         /// The partner's institution symbol.
@@ -393,7 +394,7 @@ Then follow it with:
         limit: u32,
     },
     /// Show a borrowing request: its details, its rota, and its timeline.
-    #[command(after_help = "Example:\n  rota request show 0190b5a4-7c1e-7d3a-9f2b-6a1c2e3d4f50")]
+    #[command(after_help = "Example:\n  rota request show DGW-17")]
     Show {
         /// The request id (printed by `rota request create` and `rota request list`).
         id: String,
@@ -437,14 +438,14 @@ pub struct CreateRequestArgs {
 #[derive(Subcommand, Debug)]
 pub enum LendingCmd {
     /// List requests partner libraries have sent you, newest first.
-    #[command(after_help = "Examples:\n  rota lending list\n  rota lending list --status requested")]
+    #[command(after_help = "Examples:\n  rota lending list\n  rota lending list --status will_supply")]
     List {
         /// Only requests in this state.
         #[arg(long, value_name = "STATE")]
         status: Option<String>,
     },
     /// Show a lending request: the borrower, the item matched, and the timeline.
-    #[command(after_help = "Example:\n  rota lending show 0190b5a4-7c1e-7d3a-9f2b-6a1c2e3d4f50")]
+    #[command(after_help = "Example:\n  rota lending show DGU-42")]
     Show {
         /// The request id (the borrower's id, as shown by `rota lending list`).
         id: String,

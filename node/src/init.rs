@@ -39,7 +39,8 @@ pub fn url_host(url: &str) -> String {
 
 /// Create the data directory: config, institution CA, node certificate, an `admin` staff
 /// certificate with its CLI profile, and the database. Everything is built in a sibling
-/// temporary directory and renamed into place, so a failure leaves nothing behind.
+/// temporary directory and moved into place, so a failure leaves nothing behind. An
+/// existing empty directory (a mount point, say) is filled in place.
 pub async fn init(opts: &InitOptions) -> anyhow::Result<InitReport> {
     let dir = &opts.data_dir;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -59,31 +60,50 @@ pub async fn init(opts: &InitOptions) -> anyhow::Result<InitReport> {
     // Check everything before writing anything.
     let checked = Config::check(dir, Path::new("--options"), raw.clone())?;
     let symbol: Symbol = checked.symbol.clone();
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // Build in a hidden directory (beside the target, or inside it when the target is an
+    // existing empty directory such as a mount point), then move it into place.
+    let existing = dir.exists();
+    let parent = if existing {
+        dir.as_path()
+    } else {
+        dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    };
     std::fs::create_dir_all(parent)?;
     let tmp = tempdir_in(parent)?;
-    let built = build(&tmp, &raw, &symbol).await;
-    let report = match built {
-        Ok(()) => {
-            if dir.exists() {
-                std::fs::remove_dir(dir)?;
-            }
-            std::fs::rename(&tmp, dir)?;
-            let abs = std::fs::canonicalize(dir)?;
-            InitReport {
-                config: abs.join(CONFIG_FILE),
-                profile: abs.join("profiles/admin/profile.toml"),
-                fingerprint: rota_certs::tls::certs_from_pem(&std::fs::read_to_string(abs.join("tls/ca.pem"))?)
-                    .map(|c| rota_certs::fingerprint_of_der(&c[0]))?,
-                data_dir: abs,
+    let placed = match build(&tmp, &raw, &symbol).await {
+        Ok(()) if existing => move_entries(&tmp, dir),
+        Ok(()) => std::fs::rename(&tmp, dir).map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if existing {
+            // Leave the directory as empty as we found it.
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
             }
         }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+        return Err(e);
+    }
+    let abs = std::fs::canonicalize(dir)?;
+    let report = InitReport {
+        config: abs.join(CONFIG_FILE),
+        profile: abs.join("profiles/admin/profile.toml"),
+        fingerprint: rota_certs::tls::certs_from_pem(&std::fs::read_to_string(abs.join("tls/ca.pem"))?)
+            .map(|c| rota_certs::fingerprint_of_der(&c[0]))?,
+        data_dir: abs,
     };
     Ok(report)
+}
+
+/// Move everything in `from` into `to`, then remove `from`.
+fn move_entries(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::rename(entry.path(), to.join(entry.file_name()))?;
+    }
+    std::fs::remove_dir(from)?;
+    Ok(())
 }
 
 fn tempdir_in(parent: &Path) -> std::io::Result<PathBuf> {
@@ -127,4 +147,40 @@ async fn build(dir: &Path, raw: &RawConfig, symbol: &Symbol) -> anyhow::Result<(
     let store = Store::open(&dir.join("rota.db")).await?;
     store.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path, symbol: &str) -> InitOptions {
+        InitOptions {
+            data_dir: dir.to_owned(),
+            symbol: symbol.into(),
+            name: "Test".into(),
+            listen: "127.0.0.1:7443".into(),
+            public_url: "https://127.0.0.1:7443".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn fills_an_existing_empty_directory_and_leaves_nothing_after_a_failure() {
+        let root = tempfile::tempdir().unwrap();
+        let mount = root.path().join("mount");
+        std::fs::create_dir(&mount).unwrap();
+        let r = init(&opts(&mount, "DGW")).await.unwrap();
+        assert!(r.config.exists() && r.profile.exists());
+        let hidden: Vec<_> = std::fs::read_dir(&mount)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".rota-init"))
+            .collect();
+        assert!(hidden.is_empty());
+        // Bad options: nothing written anywhere.
+        let fresh = root.path().join("fresh");
+        assert!(init(&opts(&fresh, "bad symbol")).await.is_err());
+        assert!(!fresh.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
 }

@@ -104,6 +104,14 @@ impl BorrowingView {
     pub fn current_lender(&self) -> Option<&Symbol> {
         self.rota.get(self.position)
     }
+
+    /// Whether an answer from `from` is one the request is waiting for: `from` is the
+    /// current lender and the request is still in that lender's hands. Any other answer is
+    /// late, and only recorded (a late WillSupply also gets a Cancel).
+    pub fn answer_is_current(&self, from: &Symbol) -> bool {
+        self.current_lender() == Some(from)
+            && matches!(self.state, BorrowingState::Sent | BorrowingState::Conditional | BorrowingState::WillSupply)
+    }
 }
 
 /// Things that happen to a borrowing request.
@@ -498,5 +506,72 @@ mod tests {
                 "table row {t:?} is unreachable"
             );
         }
+    }
+
+    /// Every row of the borrowing table is reachable, and nothing outside it is.
+    #[test]
+    fn borrowing_table_matches_the_function() {
+        let events = |from: &str| {
+            let mut v = vec![("submit".to_owned(), BorrowingEvent::Submit)];
+            for st in [
+                SupplierStatus::ExpectToSupply,
+                SupplierStatus::WillSupply,
+                SupplierStatus::RetryPossible,
+                SupplierStatus::Unfilled,
+                SupplierStatus::Loaned,
+            ] {
+                v.push((format!("{st} from {from}"), answer(from, st, Some(ReasonUnfilled::NotHeld))));
+            }
+            v
+        };
+        let describe = |view: &BorrowingView, name: &str, from_current: bool| -> String {
+            if name == "submit" {
+                return if view.rota.is_empty() { "submit (rota empty)".into() } else { "submit".into() };
+            }
+            let status = name.split(' ').next().unwrap_or_default();
+            if !from_current {
+                return if status == "WillSupply" {
+                    "WillSupply from a lender not current (late): Cancel sent".into()
+                } else {
+                    "other answer from a lender not current: recorded".into()
+                };
+            }
+            match status {
+                "Unfilled" if view.position + 1 < view.rota.len() => {
+                    "Unfilled from current lender, more lenders".into()
+                }
+                "Unfilled" => "Unfilled from current lender, rota exhausted".into(),
+                s => format!("{s} from current lender"),
+            }
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for &state in BorrowingState::ALL {
+            for rota in [vec![], vec![sym("AA")], vec![sym("AA"), sym("BB")]] {
+                for position in 0..=rota.len() {
+                    let view = BorrowingView { state, rota: rota.clone(), position };
+                    for from in ["AA", "BB"] {
+                        for (name, e) in events(from) {
+                            if let Ok(step) = borrowing_step(&view, &e) {
+                                let current = view.answer_is_current(&sym(from));
+                                let d = describe(&view, &name, current);
+                                let late = d.contains("not current");
+                                let (a, c) = if late {
+                                    ("*".to_owned(), "*".to_owned())
+                                } else {
+                                    (state.to_string(), step.state.to_string())
+                                };
+                                if late {
+                                    assert_eq!(step.state, state, "a late answer never changes the state");
+                                }
+                                seen.insert((a, d, c));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let table: std::collections::BTreeSet<_> =
+            BORROWING_TRANSITIONS.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
+        assert_eq!(seen, table);
     }
 }

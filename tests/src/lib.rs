@@ -58,7 +58,8 @@ pub struct TestNode {
     pub profile: LoadedProfile,
     pub running: RunningNode,
     pub staff: StaffClient<Channel>,
-    _dir: Arc<TempDir>,
+    /// Keeps the temporary directory alive as long as the node.
+    pub dir: Arc<TempDir>,
 }
 
 /// Initialise a node in a fresh temporary directory (not started).
@@ -89,7 +90,7 @@ pub async fn start_node(symbol: &str) -> TestNode {
     let profile_path = data_dir.join("profiles/admin/profile.toml");
     let profile = Profile::load(&profile_path).unwrap();
     let staff = staff_client(&profile).await;
-    TestNode { symbol: symbol.into(), data_dir, url, profile_path, profile, running, staff, _dir: dir }
+    TestNode { symbol: symbol.into(), data_dir, url, profile_path, profile, running, staff, dir }
 }
 
 /// A staff client for a profile.

@@ -51,7 +51,7 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
             let mut sent = 0usize;
             let stream = futures::stream::iter(rows).inspect(move |_| {
                 sent += 1;
-                if progress && (sent % 100 == 0 || sent == total) {
+                if progress && (sent.is_multiple_of(100) || sent == total) {
                     eprint!("\rsent {sent}/{total} rows");
                 }
             });

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
                 return print_json(&borrowing_json(&r));
             }
             let rota = if r.rota.is_empty() {
-                "empty: no active partner with a borrowing agreement takes this format".to_owned()
+                "empty: no active partner has an agreement that lets us borrow from it".to_owned()
             } else {
                 r.rota.iter().map(|e| e.partner.as_str()).collect::<Vec<_>>().join(" → ")
             };

@@ -17,6 +17,7 @@ use rota_proto::peer::{ConfirmationStatus, ErrorType};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::domain::Symbol;
 use crate::node::{Node, WakeReceiver};
@@ -157,14 +158,14 @@ impl Worker {
                 let mut client = PeerClient::new(channel.clone());
                 let env = envelope_to_proto(&row.envelope);
                 let span = tracing::info_span!("send", partner = %self.partner, request = %row.envelope.request_id, seq = row.envelope.sequence);
-                let _g = span.enter();
-                match client.deliver(env).await {
+                let sent = client.deliver(env).instrument(span.clone()).await;
+                match sent {
                     Ok(resp) => {
                         let c = resp.into_inner();
                         match ConfirmationStatus::try_from(c.status) {
                             Ok(ConfirmationStatus::Accepted) => {
                                 self.node.store.mark_delivered(row.id, "accepted", self.node.clock.now()).await?;
-                                tracing::debug!("delivered");
+                                tracing::debug!(parent: &span, "delivered");
                             }
                             Ok(ConfirmationStatus::RetryLater) => {
                                 let next = self.node.clock.now() + self.backoff(row.attempts);
@@ -179,7 +180,7 @@ impl Worker {
                                     ErrorType::try_from(c.error_type).map(|t| t.as_str_name()).unwrap_or("ERROR");
                                 let outcome =
                                     format!("refused: {kind}: {}", c.error_value.chars().take(300).collect::<String>());
-                                tracing::warn!(%outcome, "partner refused message");
+                                tracing::warn!(parent: &span, %outcome, "partner refused message");
                                 self.node.store.mark_delivered(row.id, &outcome, self.node.clock.now()).await?;
                             }
                         }
@@ -188,7 +189,7 @@ impl Worker {
                         let next = self.node.clock.now() + self.backoff(row.attempts);
                         let err =
                             format!("{:?}: {}", status.code(), status.message().chars().take(300).collect::<String>());
-                        tracing::info!(error = %err, attempts = row.attempts + 1, "delivery failed; will retry");
+                        tracing::info!(parent: &span, error = %err, attempts = row.attempts + 1, "delivery failed; will retry");
                         self.node.store.mark_retry(row.id, &err, next).await?;
                         return Ok(Outcome::Backoff);
                     }
