@@ -31,6 +31,30 @@ pub fn format_duration(secs: u64) -> String {
     format!("{}{unit}", secs / scale)
 }
 
+/// A measured time span for people, in its two largest units: `2d 3h`, `5h 20m`, `45m`,
+/// `12s`; `-` for zero (no data).
+pub fn format_span(secs: f64) -> String {
+    if !secs.is_finite() || secs <= 0.0 {
+        return "-".to_owned();
+    }
+    if secs < 1.0 {
+        return "<1s".to_owned();
+    }
+    let total = secs.round() as u64;
+    let Some(first) = UNITS.iter().position(|(_, scale)| total >= *scale) else {
+        return "<1s".to_owned();
+    };
+    let (unit, scale) = UNITS[first];
+    let mut text = format!("{}{unit}", total / scale);
+    if let Some((next_unit, next_scale)) = UNITS.get(first + 1) {
+        let rest = (total % scale) / next_scale;
+        if rest > 0 {
+            text.push_str(&format!(" {rest}{next_unit}"));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +77,19 @@ mod tests {
         assert!(parse_duration("0s").unwrap_err().contains("zero"));
         assert!(parse_duration("99999999999999999999d").unwrap_err().contains("too large"));
         assert!(parse_duration("999999999999999999d").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(format_span(0.0), "-");
+        assert_eq!(format_span(f64::NAN), "-");
+        assert_eq!(format_span(0.4), "<1s");
+        assert_eq!(format_span(12.0), "12s");
+        assert_eq!(format_span(2_700.0), "45m");
+        assert_eq!(format_span(2_730.0), "45m 30s");
+        assert_eq!(format_span(19_200.0), "5h 20m");
+        assert_eq!(format_span(2.0 * 86_400.0 + 3.0 * 3_600.0 + 59.0), "2d 3h");
+        assert_eq!(format_span(86_400.0), "1d");
     }
 
     #[test]

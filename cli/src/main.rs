@@ -3,13 +3,13 @@
 //! Every library runs its own Rota node; staff use this tool to talk to it over gRPC with
 //! mutual TLS, using a profile (node URL, staff certificate, key and CA) written by
 //! `rota-node init` or by `rota staff issue`. The tool manages partner cards and partners,
-//! agreements, holdings and CSV imports, staff certificates, and borrowing and lending
-//! requests.
+//! agreements, holdings and CSV imports, staff certificates, borrowing and lending requests
+//! and the actions staff take on them, the daily worklist (`rota todo`) and statistics.
 //!
 //! Layout: this file holds the command-line grammar (clap) and the dispatch; [`context`]
 //! loads the profile and connects; [`output`] formats tables, `key: value` lines, JSON and
-//! timestamps; [`csvimport`] reads holdings files; [`duration`] parses `--expiry` values;
-//! [`commands`] has one module per command group.
+//! timestamps; [`csvimport`] reads holdings files; [`duration`] parses `--expiry` values
+//! and formats turnaround times; [`commands`] has one module per command group.
 
 mod commands;
 mod context;
@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::context::Ctx;
 
@@ -45,6 +45,7 @@ Getting started:
   rota agreement set THEM --lend yes --borrow yes
   rota holdings import books.csv
   rota request create --title \"Moby Dick\" --patron P123
+  rota todo                                  # what needs doing, every day
 
 Run `rota COMMAND --help` for details and examples of each command."
 )]
@@ -97,6 +98,31 @@ enum Command {
     /// Lending requests: what partner libraries have asked your library for.
     #[command(subcommand)]
     Lending(LendingCmd),
+    /// The worklist: every borrowing and lending request that needs a person, and what to do.
+    ///
+    /// Lists each request waiting for staff, on both sides, with what to do next: items to
+    /// receive, lend to the patron or send back, items to pull from the shelf and ship,
+    /// conditional offers to accept or decline, renewals to answer. "since" is when the
+    /// request got into its current state.
+    #[command(after_help = "\
+Examples:
+  rota todo
+  rota todo --json
+Then act on a line, e.g.:
+  rota request receive DGW-17
+  rota lending ship DGU-42")]
+    Todo,
+    /// Fill rate, turnaround times and loan counts, per partner and for all partners.
+    ///
+    /// For each partner: how many requests you sent it and how many it filled (the fill
+    /// rate), the median times from request to shipping, shipping to arrival, and loan to
+    /// return, and how many items you lent to it and borrowed from it. "-" means no data.
+    #[command(after_help = "Examples:\n  rota stats\n  rota stats --partner DGW\n  rota stats --json")]
+    Stats {
+        /// Only this partner (its institution symbol).
+        #[arg(long, value_name = "SYMBOL")]
+        partner: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -399,6 +425,83 @@ Then follow it with:
         /// The request id (printed by `rota request create` and `rota request list`).
         id: String,
     },
+    /// The item has arrived from the lender.
+    ///
+    /// Scan the item's barcode with --barcode and the node checks it is the item the lender
+    /// said it shipped, refusing a mix-up. Then lend it to the patron with `rota request loan`.
+    #[command(after_help = "\
+Examples:
+  rota request receive DGW-17
+  rota request receive DGW-17 --barcode 31234000123")]
+    Receive {
+        /// The request id.
+        id: String,
+        /// The lender's barcode on the item that arrived, checked against the one it shipped.
+        #[arg(long, value_name = "BARCODE")]
+        barcode: Option<String>,
+    },
+    /// The item goes out to the patron.
+    #[command(after_help = "Example:\n  rota request loan DGW-17")]
+    Loan {
+        /// The request id.
+        id: String,
+    },
+    /// The patron has returned the item.
+    ///
+    /// Then send it back to the lender and record that with `rota request ship-return`.
+    #[command(after_help = "Example:\n  rota request return DGW-17")]
+    Return {
+        /// The request id.
+        id: String,
+    },
+    /// The item is on its way back to the lender.
+    ///
+    /// The lender checks it in when it arrives, which completes the request.
+    #[command(after_help = "Example:\n  rota request ship-return DGW-17")]
+    ShipReturn {
+        /// The request id.
+        id: String,
+    },
+    /// Cancel a request: the lender being asked is told, and no other lender is asked.
+    #[command(after_help = "\
+Examples:
+  rota request cancel DGW-17
+  rota request cancel DGW-17 --reason \"patron bought a copy\"")]
+    Cancel {
+        /// The request id.
+        id: String,
+        /// Why, for the lender and the timeline.
+        #[arg(long, value_name = "TEXT", default_value = "cancelled by staff")]
+        reason: String,
+    },
+    /// Ask the lender to renew the loan.
+    ///
+    /// The lender answers yes (with a new due date) or no; see it with `rota request show`.
+    #[command(after_help = "Example:\n  rota request renew DGW-17")]
+    Renew {
+        /// The request id.
+        id: String,
+    },
+    /// Accept a lender's conditional offer (e.g. library use only); it then ships the item.
+    ///
+    /// `rota request show` shows the condition; `rota todo` lists offers waiting for an answer.
+    #[command(after_help = "Example:\n  rota request accept DGW-17")]
+    Accept {
+        /// The request id.
+        id: String,
+    },
+    /// Decline a lender's conditional offer; the rota rolls on to the next lender.
+    #[command(after_help = "Example:\n  rota request decline DGW-17")]
+    Decline {
+        /// The request id.
+        id: String,
+    },
+    /// The item is lost: the lender is told and the request closes.
+    #[command(after_help = "Example:\n  rota request lost DGW-17")]
+    Lost {
+        /// The request id.
+        id: String,
+    },
 }
 
 /// The options of `rota request create`.
@@ -450,6 +553,137 @@ pub enum LendingCmd {
         /// The request id (the borrower's id, as shown by `rota lending list`).
         id: String,
     },
+    /// The items to pull from the shelf for partners, in shelf order.
+    ///
+    /// Every item you have agreed to supply and not yet shipped, sorted by location and
+    /// call number for one walk through the stacks. Ship each with `rota lending ship`.
+    #[command(after_help = "Examples:\n  rota lending pick-list\n  rota lending pick-list --json")]
+    PickList,
+    /// The item has been sent to the borrower.
+    ///
+    /// The due date is the one you give with --due or, by default, the node sets it from the
+    /// loan period of your agreement with the borrower.
+    #[command(after_help = "\
+Examples:
+  rota lending ship DGU-42
+  rota lending ship DGU-42 --due 2025-07-31 --note \"please do not bend\"")]
+    Ship {
+        /// The request id.
+        id: String,
+        /// When the borrower must return it (default: the agreement's loan period).
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        due: Option<chrono::NaiveDate>,
+        /// A note for the borrower.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// The item is back from the borrower: check it in, which completes the request.
+    #[command(after_help = "Example:\n  rota lending check-in DGU-42")]
+    CheckIn {
+        /// The request id.
+        id: String,
+    },
+    /// Say you cannot supply the item; the borrower moves on to its next lender.
+    #[command(after_help = "\
+Examples:
+  rota lending reject DGU-42 --reason NotOnShelf
+  rota lending reject DGU-42 --reason PoorCondition --note \"spine broken\"")]
+    Reject {
+        /// The request id.
+        id: String,
+        /// Why, as an ISO 18626 reason code.
+        #[arg(long, value_name = "CODE", value_enum, ignore_case = true)]
+        reason: RejectReason,
+        /// More detail for the borrower.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Offer the item on a condition the borrower must accept before you ship it.
+    ///
+    /// The borrowing library accepts or declines; if it declines, or does not answer in
+    /// time, it moves on to its next lender.
+    #[command(after_help = "\
+Examples:
+  rota lending condition DGU-42 --code LibraryUseOnly --note \"reading room only\"
+  rota lending condition DGU-42 --code NoReproduction --note \"no photocopies\"")]
+    Condition {
+        /// The request id.
+        id: String,
+        /// A short condition code, e.g. LibraryUseOnly or NoReproduction.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+        /// The condition in words, for the borrowing library's staff.
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+    },
+    /// Answer a borrower's renewal request: yes (with a new due date) or no.
+    ///
+    /// With yes, the new due date is the one you give with --due or, by default, the node
+    /// sets it from the loan period of your agreement. `rota todo` lists renewals to answer.
+    #[command(after_help = "\
+Examples:
+  rota lending renew-answer DGU-42 yes
+  rota lending renew-answer DGU-42 yes --due 2025-08-31
+  rota lending renew-answer DGU-42 no")]
+    RenewAnswer {
+        /// The request id.
+        id: String,
+        /// Whether you grant the renewal.
+        #[arg(value_name = "yes|no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+        answer: bool,
+        /// With yes: the new due date (default: the agreement's loan period).
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        due: Option<chrono::NaiveDate>,
+    },
+    /// Ask the borrower to send the item back before its due date.
+    #[command(after_help = "\
+Examples:
+  rota lending recall DGU-42
+  rota lending recall DGU-42 --note \"needed for a course reserve\"")]
+    Recall {
+        /// The request id.
+        id: String,
+        /// Why, for the borrower.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+}
+
+/// Why a lender cannot supply: the ISO 18626 ReasonUnfilled codes, spelled as the standard does.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Your library does not own it.
+    #[value(name = "NotHeld")]
+    NotHeld,
+    /// You own it, but it is not on the shelf (on loan, missing, at the bindery).
+    #[value(name = "NotOnShelf")]
+    NotOnShelf,
+    /// It does not leave the library (reference, special collections).
+    #[value(name = "NonCirculating")]
+    NonCirculating,
+    /// It may circulate locally but is not lent to other libraries.
+    #[value(name = "NotAvailableForILL")]
+    NotAvailableForIll,
+    /// The request breaks your lending policy or your agreement with the borrower.
+    #[value(name = "PolicyProblem")]
+    PolicyProblem,
+    /// It is too fragile or damaged to send.
+    #[value(name = "PoorCondition")]
+    PoorCondition,
+}
+
+impl RejectReason {
+    /// The code as sent to the node.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::NotHeld => "NotHeld",
+            RejectReason::NotOnShelf => "NotOnShelf",
+            RejectReason::NonCirculating => "NonCirculating",
+            RejectReason::NotAvailableForIll => "NotAvailableForILL",
+            RejectReason::PolicyProblem => "PolicyProblem",
+            RejectReason::PoorCondition => "PoorCondition",
+        }
+    }
 }
 
 /// `yes` or `no` (also accepts `y`, `n`, `true`, `false`).
@@ -478,6 +712,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agreement(cmd) => commands::agreement::run(&ctx, cmd).await,
         Command::Request(cmd) => commands::request::run(&ctx, cmd).await,
         Command::Lending(cmd) => commands::lending::run(&ctx, cmd).await,
+        Command::Todo => commands::worklist::todo(&ctx).await,
+        Command::Stats { partner } => commands::worklist::stats(&ctx, partner).await,
     }
 }
 

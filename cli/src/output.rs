@@ -7,7 +7,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 use rota_proto::staff::{
-    Agreement, BorrowingRequest, Citation, Item, LendingRequest, Partner, RotaEntry, TimelineEvent,
+    Agreement, BorrowingRequest, Citation, Item, LendingRequest, Partner, PartnerStats, RotaEntry, TimelineEvent,
+    TodoItem,
 };
 use serde_json::{Value, json};
 
@@ -237,6 +238,8 @@ pub fn borrowing_json(r: &BorrowingRequest) -> Value {
         "rota": r.rota.iter().map(rota_entry_json).collect::<Vec<_>>(),
         "position": r.position,
         "supplier": r.supplier,
+        "supplier_item": r.supplier_item,
+        "due_date": r.due_date,
         "created_at": time_json(r.created_at_unix_ms),
         "updated_at": time_json(r.updated_at_unix_ms),
         "timeline": r.timeline.iter().map(event_json).collect::<Vec<_>>(),
@@ -255,10 +258,87 @@ pub fn lending_json(r: &LendingRequest) -> Value {
         "item_location": r.item_location,
         "reason_unfilled": r.reason_unfilled,
         "note": r.note,
+        "due_date": r.due_date,
+        "renew_pending": r.renew_pending,
         "created_at": time_json(r.created_at_unix_ms),
         "updated_at": time_json(r.updated_at_unix_ms),
         "timeline": r.timeline.iter().map(event_json).collect::<Vec<_>>(),
     })
+}
+
+/// A borrowing request in a few lines, after a staff action.
+pub fn borrowing_brief(r: &BorrowingRequest) -> Vec<(&'static str, String)> {
+    vec![
+        ("id", r.id.clone()),
+        ("state", r.state.clone()),
+        ("title", r.citation.as_ref().map(|c| c.title.clone()).unwrap_or_default()),
+        ("due date", r.due_date.clone()),
+        ("lender", current_lender(r)),
+        ("supplier item", r.supplier_item.clone()),
+    ]
+}
+
+/// The title of a lending request: the matched item's, else the borrower's citation's.
+pub fn lending_title(r: &LendingRequest) -> String {
+    if r.item_title.is_empty() {
+        r.citation.as_ref().map(|c| c.title.clone()).unwrap_or_default()
+    } else {
+        r.item_title.clone()
+    }
+}
+
+/// "yes, answer with ..." when the borrower has asked for a renewal, else empty.
+pub fn renewal_asked(r: &LendingRequest) -> String {
+    if r.renew_pending {
+        format!("yes: answer with `rota lending renew-answer {} yes|no`", r.id)
+    } else {
+        String::new()
+    }
+}
+
+/// A lending request in a few lines, after a staff action.
+pub fn lending_brief(r: &LendingRequest) -> Vec<(&'static str, String)> {
+    vec![
+        ("id", r.id.clone()),
+        ("borrower", r.borrower.clone()),
+        ("state", r.state.clone()),
+        ("title", lending_title(r)),
+        ("item barcode", r.item_barcode.clone()),
+        ("due date", r.due_date.clone()),
+        ("renewal asked", renewal_asked(r)),
+        ("unfilled because", r.reason_unfilled.clone()),
+    ]
+}
+
+pub fn todo_json(i: &TodoItem) -> Value {
+    json!({
+        "side": i.side,
+        "id": i.id,
+        "state": i.state,
+        "action": i.action,
+        "title": i.title,
+        "partner": i.partner,
+        "since": time_json(i.since_unix_ms),
+    })
+}
+
+pub fn stats_json(p: &PartnerStats) -> Value {
+    json!({
+        "partner": p.partner,
+        "requests": p.requests,
+        "filled": p.filled,
+        "fill_rate": p.fill_rate,
+        "created_to_shipped_s": p.created_to_shipped_s,
+        "shipped_to_received_s": p.shipped_to_received_s,
+        "loaned_to_returned_s": p.loaned_to_returned_s,
+        "lent": p.lent,
+        "borrowed": p.borrowed,
+    })
+}
+
+/// A fill rate (0 to 1) as a percentage, or "-" when nothing was requested.
+pub fn percent(rate: f64, requests: u64) -> String {
+    if requests == 0 || !rate.is_finite() { "-".to_owned() } else { format!("{:.0}%", rate * 100.0) }
 }
 
 /// The partner a borrowing request is with now: its supplier, or the lender being asked.
@@ -353,6 +433,24 @@ mod tests {
         assert_eq!(current_lender(&r), "");
         r.supplier = "BBB".into();
         assert_eq!(current_lender(&r), "BBB");
+    }
+
+    #[test]
+    fn fill_rates() {
+        assert_eq!(percent(0.5, 4), "50%");
+        assert_eq!(percent(2.0 / 3.0, 3), "67%");
+        assert_eq!(percent(1.0, 1), "100%");
+        assert_eq!(percent(0.0, 0), "-");
+    }
+
+    #[test]
+    fn new_request_fields_in_json() {
+        let r = BorrowingRequest { due_date: "2025-07-31".into(), supplier_item: "B1".into(), ..Default::default() };
+        let v = borrowing_json(&r);
+        assert_eq!((v["due_date"].as_str(), v["supplier_item"].as_str()), (Some("2025-07-31"), Some("B1")));
+        let l = LendingRequest { due_date: "2025-07-31".into(), renew_pending: true, ..Default::default() };
+        let v = lending_json(&l);
+        assert_eq!((v["due_date"].as_str(), v["renew_pending"].as_bool()), (Some("2025-07-31"), Some(true)));
     }
 
     #[test]

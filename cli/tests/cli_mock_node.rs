@@ -40,6 +40,9 @@ struct Seen {
     set_agreement: Option<SetAgreementRequest>,
     partner_status: Option<SetPartnerStatusRequest>,
     create_request: Option<CreateRequestRequest>,
+    borrowing_actions: Vec<BorrowingActionRequest>,
+    lending_actions: Vec<LendingActionRequest>,
+    stats: Option<StatsRequest>,
 }
 
 struct Mock {
@@ -114,6 +117,37 @@ fn borrowing() -> BorrowingRequest {
             partner: String::new(),
         }],
         ..Default::default()
+    }
+}
+
+fn lending(id: &str, location: &str, call_number: &str, barcode: &str, title: &str) -> LendingRequest {
+    LendingRequest {
+        id: id.into(),
+        borrower: "ABC".into(),
+        state: "will_supply".into(),
+        citation: Some(Citation { title: title.into(), ..Default::default() }),
+        item_barcode: barcode.into(),
+        item_title: title.into(),
+        item_call_number: call_number.into(),
+        item_location: location.into(),
+        created_at_unix_ms: T0,
+        updated_at_unix_ms: T0,
+        ..Default::default()
+    }
+}
+
+fn stats(partner: &str, requests: u64, filled: u64) -> PartnerStats {
+    PartnerStats {
+        partner: partner.into(),
+        requests,
+        filled,
+        fill_rate: if requests == 0 { 0.0 } else { filled as f64 / requests as f64 },
+        // 2 days 3 hours, 45 minutes, none; nothing at all for a partner never asked.
+        created_to_shipped_s: if requests == 0 { 0.0 } else { 183_600.0 },
+        shipped_to_received_s: if requests == 0 { 0.0 } else { 2_700.0 },
+        loaned_to_returned_s: 0.0,
+        lent: 7,
+        borrowed: filled,
     }
 }
 
@@ -226,11 +260,83 @@ impl Staff for Mock {
     async fn get_request(&self, _: Request<IdRequest>) -> Reply<BorrowingRequest> {
         Ok(Response::new(borrowing()))
     }
+    async fn borrowing_action(&self, r: Request<BorrowingActionRequest>) -> Reply<BorrowingRequest> {
+        let r = r.into_inner();
+        let mut b = borrowing();
+        b.id = r.id.clone();
+        b.state = match r.action.as_str() {
+            "receive" => "received".into(),
+            "cancel" => "cancelled".into(),
+            other => format!("after {other}"),
+        };
+        b.supplier = "XYZ".into();
+        b.supplier_item = "3901".into();
+        b.due_date = "2026-07-31".into();
+        self.seen.lock().unwrap().borrowing_actions.push(r);
+        Ok(Response::new(b))
+    }
     async fn list_lending(&self, _: Request<ListRequest>) -> Reply<LendingRequestList> {
         unimplemented()
     }
     async fn get_lending(&self, _: Request<IdRequest>) -> Reply<LendingRequest> {
         unimplemented()
+    }
+    async fn lending_action(&self, r: Request<LendingActionRequest>) -> Reply<LendingRequest> {
+        let r = r.into_inner();
+        let mut l = lending(&r.id, "Main Stacks", "PS2384 .M6", "3901", "Moby Dick");
+        match r.action.as_str() {
+            "reject" => {
+                l.state = "unfilled".into();
+                l.reason_unfilled = r.reason.clone();
+            }
+            "renew-answer" => {
+                l.state = "shipped".into();
+                l.due_date = r.due.clone();
+            }
+            _ => l.state = format!("after {}", r.action),
+        }
+        self.seen.lock().unwrap().lending_actions.push(r);
+        Ok(Response::new(l))
+    }
+    async fn pick_list(&self, _: Request<Empty>) -> Reply<LendingRequestList> {
+        // Already in shelf order; the CLI must keep it.
+        Ok(Response::new(LendingRequestList {
+            requests: vec![
+                lending("ZZZ-9", "Annex", "QA76 .K6", "B-77", "The Art of Computer Programming"),
+                lending("AAA-1", "Main Stacks", "PS2384 .M6", "3901", "Moby Dick"),
+            ],
+        }))
+    }
+    async fn todo(&self, _: Request<Empty>) -> Reply<TodoReply> {
+        Ok(Response::new(TodoReply {
+            items: vec![
+                TodoItem {
+                    side: "borrowing".into(),
+                    id: "DGW-17".into(),
+                    state: "shipped".into(),
+                    action: "receive the item".into(),
+                    title: "Moby Dick".into(),
+                    partner: "XYZ".into(),
+                    since_unix_ms: T0,
+                },
+                TodoItem {
+                    side: "lending".into(),
+                    id: "ABC-4".into(),
+                    state: "shipped".into(),
+                    action: "answer the renewal request".into(),
+                    title: "Ulysses".into(),
+                    partner: "ABC".into(),
+                    since_unix_ms: T0,
+                },
+            ],
+        }))
+    }
+    async fn stats(&self, r: Request<StatsRequest>) -> Reply<StatsReply> {
+        self.seen.lock().unwrap().stats = Some(r.into_inner());
+        Ok(Response::new(StatsReply {
+            partners: vec![stats("ABC", 4, 2), stats("XYZ", 0, 0)],
+            overall: Some(stats("", 4, 2)),
+        }))
     }
 }
 
@@ -544,4 +650,118 @@ fn holdings_add_and_empty_search() {
     let out = ok(&node.rota(&["holdings", "search", "nothing"]));
     assert!(out.contains("No items match"), "{out}");
     assert_eq!(json(&node.rota(&["holdings", "search", "nothing", "--json"])), serde_json::json!([]));
+}
+
+#[test]
+fn borrowing_actions_send_the_action_and_barcode() {
+    let node = start_node();
+    let out = ok(&node.rota(&["request", "receive", "DGW-17", "--barcode", "3901"]));
+    for want in ["DGW-17", "received", "2026-07-31", "XYZ", "3901"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let sent = node.seen.lock().unwrap().borrowing_actions.pop().unwrap();
+    assert_eq!((sent.id.as_str(), sent.action.as_str(), sent.barcode.as_str()), ("DGW-17", "receive", "3901"));
+
+    ok(&node.rota(&["request", "cancel", "DGW-17"]));
+    let sent = node.seen.lock().unwrap().borrowing_actions.pop().unwrap();
+    assert_eq!((sent.action.as_str(), sent.reason.as_str()), ("cancel", "cancelled by staff"));
+
+    for (command, action) in [
+        ("loan", "loan"),
+        ("return", "return"),
+        ("ship-return", "ship-return"),
+        ("renew", "renew"),
+        ("accept", "accept"),
+        ("decline", "decline"),
+        ("lost", "lost"),
+    ] {
+        let v = json(&node.rota(&["request", command, "DGW-17", "--json"]));
+        assert_eq!(v["state"], format!("after {action}"));
+        assert_eq!((v["due_date"].as_str(), v["supplier_item"].as_str()), (Some("2026-07-31"), Some("3901")));
+        let sent = node.seen.lock().unwrap().borrowing_actions.pop().unwrap();
+        assert_eq!((sent.action.as_str(), sent.barcode.as_str()), (action, ""));
+    }
+}
+
+#[test]
+fn lending_actions_send_reason_note_answer_and_due() {
+    let node = start_node();
+    let out = ok(&node.rota(&["lending", "reject", "ABC-4", "--reason", "NotOnShelf", "--note", "at the bindery"]));
+    assert!(out.contains("unfilled") && out.contains("NotOnShelf") && out.contains("ABC-4"), "{out}");
+    let sent = node.seen.lock().unwrap().lending_actions.pop().unwrap();
+    assert_eq!(
+        (sent.id.as_str(), sent.action.as_str(), sent.reason.as_str(), sent.note.as_str()),
+        ("ABC-4", "reject", "NotOnShelf", "at the bindery")
+    );
+
+    let v = json(&node.rota(&["lending", "renew-answer", "ABC-4", "yes", "--due", "2026-08-31", "--json"]));
+    assert_eq!((v["state"].as_str(), v["due_date"].as_str()), (Some("shipped"), Some("2026-08-31")));
+    assert_eq!(v["renew_pending"], false);
+    let sent = node.seen.lock().unwrap().lending_actions.pop().unwrap();
+    assert_eq!((sent.action.as_str(), sent.answer.as_str(), sent.due.as_str()), ("renew-answer", "yes", "2026-08-31"));
+
+    // Without --due, ship leaves the due date to the node.
+    ok(&node.rota(&["lending", "ship", "ABC-4"]));
+    let sent = node.seen.lock().unwrap().lending_actions.pop().unwrap();
+    assert_eq!((sent.action.as_str(), sent.due.as_str()), ("ship", ""));
+
+    ok(&node.rota(&["lending", "condition", "ABC-4", "--code", "LibraryUseOnly", "--note", "reading room"]));
+    let sent = node.seen.lock().unwrap().lending_actions.pop().unwrap();
+    assert_eq!((sent.code.as_str(), sent.note.as_str()), ("LibraryUseOnly", "reading room"));
+}
+
+#[test]
+fn pick_list_keeps_the_node_order() {
+    let node = start_node();
+    let out = ok(&node.rota(&["lending", "pick-list"]));
+    let header = out.lines().find(|l| l.contains("location")).unwrap();
+    let columns = ["location", "call number", "barcode", "title", "borrower", "request"];
+    let at: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{header}");
+    let annex = out.find("Annex").unwrap();
+    let main = out.find("Main Stacks").unwrap();
+    assert!(annex < main, "{out}");
+    for want in ["QA76 .K6", "B-77", "ZZZ-9", "AAA-1", "ABC"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let v = json(&node.rota(&["lending", "pick-list", "--json"]));
+    assert_eq!((v[0]["id"].as_str(), v[1]["id"].as_str()), (Some("ZZZ-9"), Some("AAA-1")));
+    assert_eq!(v[1]["item_call_number"], "PS2384 .M6");
+}
+
+#[test]
+fn todo_lists_both_sides() {
+    let node = start_node();
+    let out = ok(&node.rota(&["todo"]));
+    for want in ["borrowing", "DGW-17", "receive the item", "lending", "ABC-4", "renewal", "2024-05-01 12:34:56Z"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let v = json(&node.rota(&["todo", "--json"]));
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["action"], "receive the item");
+    assert_eq!(v[1]["since"], "2024-05-01T12:34:56.789Z");
+    assert!(v[1].get("since_unix_ms").is_none());
+}
+
+#[test]
+fn stats_per_partner_and_overall() {
+    let node = start_node();
+    let v = json(&node.rota(&["stats", "--partner", "ABC", "--json"]));
+    assert_eq!(node.seen.lock().unwrap().stats.as_ref().unwrap().partner, "ABC");
+    assert_eq!(v["partners"].as_array().unwrap().len(), 2);
+    assert_eq!(v["partners"][0]["partner"], "ABC");
+    assert_eq!((v["partners"][0]["requests"].as_u64(), v["partners"][0]["filled"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(v["partners"][0]["fill_rate"], 0.5);
+    assert_eq!(v["partners"][0]["created_to_shipped_s"], 183_600.0);
+    assert_eq!(v["overall"]["lent"], 7);
+    assert_eq!(v["overall"]["partner"], "");
+
+    let out = ok(&node.rota(&["stats"]));
+    assert_eq!(node.seen.lock().unwrap().stats.as_ref().unwrap().partner, "");
+    for want in ["all partners", "50%", "2d 3h", "45m", "fill rate"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    // XYZ was never asked: no fill rate, no times.
+    let xyz = out.lines().find(|l| l.contains("XYZ")).unwrap();
+    assert!(!xyz.contains('%') && !xyz.contains("2d") && xyz.matches(" - ").count() == 4, "{xyz}");
 }

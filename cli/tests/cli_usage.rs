@@ -27,7 +27,8 @@ fn help_lists_the_command_groups() {
     let o = rota(&["--help"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    for group in ["whoami", "card", "partner", "staff", "holdings", "agreement", "request", "lending"] {
+    for group in ["whoami", "card", "partner", "staff", "holdings", "agreement", "request", "lending", "todo", "stats"]
+    {
         assert!(out.lines().any(|l| l.trim_start().starts_with(group)), "--help does not list {group}:\n{out}");
     }
     assert!(out.contains("--profile") && out.contains("--json"), "{out}");
@@ -54,8 +55,26 @@ fn every_subcommand_has_help_with_an_example() {
         &["request", "create"],
         &["request", "list"],
         &["request", "show"],
+        &["request", "receive"],
+        &["request", "loan"],
+        &["request", "return"],
+        &["request", "ship-return"],
+        &["request", "cancel"],
+        &["request", "renew"],
+        &["request", "accept"],
+        &["request", "decline"],
+        &["request", "lost"],
         &["lending", "list"],
         &["lending", "show"],
+        &["lending", "pick-list"],
+        &["lending", "ship"],
+        &["lending", "check-in"],
+        &["lending", "reject"],
+        &["lending", "condition"],
+        &["lending", "renew-answer"],
+        &["lending", "recall"],
+        &["todo"],
+        &["stats"],
     ];
     for cmd in commands {
         let mut args = cmd.to_vec();
@@ -105,6 +124,47 @@ fn usage_errors_exit_2() {
     assert_eq!(rota(&["partner", "frobnicate"]).status.code(), Some(2));
     assert_eq!(rota(&["partner", "add", "x.card", "--tier", "gold"]).status.code(), Some(2));
     assert_eq!(rota(&["request", "create", "--title", "T"]).status.code(), Some(2));
+}
+
+#[test]
+fn reject_reason_must_be_an_iso_code() {
+    let o = rota(&["lending", "reject", "X", "--reason", "Bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("--reason"), "{err}");
+    for code in ["NotHeld", "NotOnShelf", "NonCirculating", "NotAvailableForILL", "PolicyProblem", "PoorCondition"] {
+        assert!(err.contains(code), "{code}: {err}");
+    }
+    // The help lists them too, and a good one gets as far as needing a profile.
+    let help = stdout(&rota(&["lending", "reject", "--help"]));
+    assert!(help.contains("NotAvailableForILL") && help.contains("PoorCondition"), "{help}");
+    let o = rota(&["lending", "reject", "X", "--reason", "NotHeld"]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+    // Without a reason at all: a usage error.
+    assert_eq!(rota(&["lending", "reject", "X"]).status.code(), Some(2));
+}
+
+#[test]
+fn bad_dates_name_the_option_before_any_profile_is_needed() {
+    for args in [
+        &["lending", "ship", "X", "--due", "2026-13-01"][..],
+        &["lending", "ship", "X", "--due", "31/07/2026"],
+        &["lending", "renew-answer", "X", "yes", "--due", "2026-02-30"],
+    ] {
+        let o = rota(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains("--due"), "{args:?}: {err}");
+        assert!(!err.contains("no profile"), "{args:?}: {err}");
+    }
+    let o = rota(&["lending", "ship", "X", "--due", "2026-07-31"]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+    // A refused renewal keeps its due date: --due with no is a usage error.
+    let o = rota(&["lending", "renew-answer", "X", "no", "--due", "2026-07-31"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--due"), "{}", stderr(&o));
+    let o = rota(&["lending", "renew-answer", "X", "maybe"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

@@ -32,6 +32,21 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub outbox: RawOutbox,
+    #[serde(default)]
+    pub timers: RawTimers,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTimers {
+    /// How often expiry and overdue timers are checked.
+    pub tick_ms: u64,
+}
+
+impl Default for RawTimers {
+    fn default() -> Self {
+        RawTimers { tick_ms: 1_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +108,8 @@ pub struct Config {
     pub public_url: String,
     pub limits: Limits,
     pub outbox: OutboxPolicy,
+    /// How often expiry and overdue timers are checked.
+    pub timer_tick: Duration,
 }
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -134,6 +151,9 @@ impl Config {
         if l.handshake_timeout_ms == 0 || l.max_connections == 0 || l.request_timeout_ms == 0 {
             return Err(key("limits", "timeouts and max_connections must be greater than 0".into()));
         }
+        if raw.timers.tick_ms == 0 || raw.timers.tick_ms > 3_600_000 {
+            return Err(key("timers.tick_ms", "must be between 1 and 3600000".into()));
+        }
         if raw.outbox.backoff_initial_ms == 0 || raw.outbox.backoff_max_ms < raw.outbox.backoff_initial_ms {
             return Err(key("outbox", "backoff_initial_ms must be > 0 and at most backoff_max_ms".into()));
         }
@@ -153,6 +173,7 @@ impl Config {
                 backoff_initial: Duration::from_millis(raw.outbox.backoff_initial_ms),
                 backoff_max: Duration::from_millis(raw.outbox.backoff_max_ms),
             },
+            timer_tick: Duration::from_millis(raw.timers.tick_ms),
         })
     }
 
@@ -188,6 +209,7 @@ mod tests {
             public_url: "https://127.0.0.1:7443".into(),
             limits: RawLimits::default(),
             outbox: RawOutbox::default(),
+            timers: RawTimers::default(),
         }
     }
 

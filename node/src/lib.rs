@@ -21,6 +21,7 @@ pub mod directory;
 pub mod domain;
 pub mod error;
 pub mod init;
+pub mod lifecycle;
 pub mod machine;
 pub mod message;
 pub mod node;

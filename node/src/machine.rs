@@ -5,6 +5,7 @@
 //! Names follow Alma's, so staff recognise them. The legal transitions are listed in
 //! [`BORROWING_TRANSITIONS`] and [`LENDING_TRANSITIONS`]; a test walks both tables.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ReasonForMessage, ReasonUnfilled, RequesterAction, SupplierStatus, Symbol, named_enum};
@@ -91,13 +92,27 @@ impl Note {
 // Borrowing side
 
 /// The borrowing side's view of a request: enough to decide any event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BorrowingView {
     pub state: BorrowingState,
     /// The lenders, in rota order.
     pub rota: Vec<Symbol>,
     /// Index of the lender being asked; `rota.len()` once exhausted.
     pub position: usize,
+    /// The due date the lender set when it shipped (or renewed).
+    pub due: Option<NaiveDate>,
+    /// The state to go back to when a renewal is answered.
+    pub resume: Option<BorrowingState>,
+    /// The lender's item id (its barcode), from its WillSupply.
+    pub supplier_item: Option<String>,
+}
+
+// The state enums are declared by `named_enum!`, which cannot take `#[default]`.
+#[allow(clippy::derivable_impls)]
+impl Default for BorrowingState {
+    fn default() -> Self {
+        BorrowingState::Created
+    }
 }
 
 impl BorrowingView {
@@ -109,8 +124,49 @@ impl BorrowingView {
     /// current lender and the request is still in that lender's hands. Any other answer is
     /// late, and only recorded (a late WillSupply also gets a Cancel).
     pub fn answer_is_current(&self, from: &Symbol) -> bool {
+        use BorrowingState as S;
         self.current_lender() == Some(from)
-            && matches!(self.state, BorrowingState::Sent | BorrowingState::Conditional | BorrowingState::WillSupply)
+            && !matches!(self.state, S::Created | S::Locating | S::Unfilled | S::Cancelled | S::Completed)
+    }
+}
+
+/// What borrowing staff do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BorrowingAction {
+    /// The item has arrived (optionally checking the lender's barcode).
+    Receive {
+        barcode: Option<String>,
+    },
+    /// The item goes out to the patron.
+    Loan,
+    /// The patron has returned it.
+    Return,
+    /// The item is on its way back to the lender.
+    ShipReturn,
+    Cancel {
+        reason: String,
+    },
+    Renew,
+    /// Accept a conditional offer.
+    Accept,
+    /// Decline a conditional offer: the rota rolls on.
+    Decline,
+    Lost,
+}
+
+impl BorrowingAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BorrowingAction::Receive { .. } => "receive",
+            BorrowingAction::Loan => "loan",
+            BorrowingAction::Return => "return",
+            BorrowingAction::ShipReturn => "ship-return",
+            BorrowingAction::Cancel { .. } => "cancel",
+            BorrowingAction::Renew => "renew",
+            BorrowingAction::Accept => "accept",
+            BorrowingAction::Decline => "decline",
+            BorrowingAction::Lost => "lost",
+        }
     }
 }
 
@@ -121,13 +177,23 @@ pub enum BorrowingEvent {
     Submit,
     /// A lender's SupplierMessage arrived.
     Answer { from: Symbol, body: SupplierBody },
+    /// A staff action.
+    Staff(BorrowingAction),
+    /// Timer: the current lender has not answered within the agreement's expiry window.
+    Expire,
+    /// Timer: the due date has passed.
+    DuePassed,
 }
 
 impl BorrowingEvent {
-    fn name(&self) -> String {
+    /// The event's name in the transition table.
+    pub fn label(&self) -> String {
         match self {
             BorrowingEvent::Submit => "submit".into(),
-            BorrowingEvent::Answer { from, body } => format!("{} from {from}", body.status),
+            BorrowingEvent::Answer { body, .. } => format!("answer {}", body.status),
+            BorrowingEvent::Staff(a) => format!("staff {}", a.name()),
+            BorrowingEvent::Expire => "timer expiry".into(),
+            BorrowingEvent::DuePassed => "timer due date".into(),
         }
     }
 }
@@ -138,14 +204,20 @@ pub enum BorrowerOut {
     /// Send the request (citation, note) to this lender.
     Request { to: Symbol },
     /// Send a RequesterMessage.
-    Action { to: Symbol, action: RequesterAction, note: String },
+    Action { to: Symbol, action: RequesterAction, note: String, answer: Option<bool> },
 }
 
 /// Changes to the request's own record beyond its state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BorrowingEffect {
-    Slot { index: usize, outcome: SlotOutcome, reason: Option<String> },
+    Slot {
+        index: usize,
+        outcome: SlotOutcome,
+        reason: Option<String>,
+    },
     Supplier(Symbol),
+    /// A lender was asked now (starts its expiry window).
+    Asked,
 }
 
 /// The result of one borrowing transition.
@@ -153,31 +225,115 @@ pub enum BorrowingEffect {
 pub struct BorrowingStep {
     pub state: BorrowingState,
     pub position: usize,
+    pub due: Option<NaiveDate>,
+    pub resume: Option<BorrowingState>,
+    pub supplier_item: Option<String>,
     pub out: Vec<BorrowerOut>,
     pub effects: Vec<BorrowingEffect>,
     pub notes: Vec<Note>,
 }
 
-/// Legal borrowing transitions: (from, event kind, to). `*` marks "any state"; a late
-/// answer from a lender that is not current never changes the state.
+/// Legal borrowing transitions: (from, event, to). Answers come from the current lender;
+/// `*` rows are answers from a lender the request has moved past, which never change the
+/// state. Where a transition rolls to the next lender, both outcomes are listed.
 pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
-    ("created", "submit (rota empty)", "unfilled"),
     ("created", "submit", "sent"),
-    ("sent", "ExpectToSupply from current lender", "sent"),
-    ("sent", "WillSupply from current lender", "will_supply"),
-    ("sent", "RetryPossible from current lender", "conditional"),
-    ("sent", "Unfilled from current lender, more lenders", "sent"),
-    ("sent", "Unfilled from current lender, rota exhausted", "unfilled"),
-    ("*", "WillSupply from a lender not current (late): Cancel sent", "*"),
-    ("*", "other answer from a lender not current: recorded", "*"),
+    ("created", "submit", "unfilled"),
+    ("sent", "answer ExpectToSupply", "sent"),
+    ("sent", "answer WillSupply", "will_supply"),
+    ("will_supply", "answer WillSupply", "will_supply"),
+    ("sent", "answer RetryPossible", "conditional"),
+    ("will_supply", "answer RetryPossible", "conditional"),
+    ("sent", "answer Unfilled", "sent"),
+    ("sent", "answer Unfilled", "unfilled"),
+    ("conditional", "answer Unfilled", "sent"),
+    ("conditional", "answer Unfilled", "unfilled"),
+    ("will_supply", "answer Unfilled", "sent"),
+    ("will_supply", "answer Unfilled", "unfilled"),
+    ("sent", "answer Cancelled", "sent"),
+    ("sent", "answer Cancelled", "unfilled"),
+    ("conditional", "answer Cancelled", "sent"),
+    ("conditional", "answer Cancelled", "unfilled"),
+    ("will_supply", "answer Cancelled", "sent"),
+    ("will_supply", "answer Cancelled", "unfilled"),
+    ("cancel_pending", "answer Cancelled", "cancelled"),
+    ("cancel_pending", "answer Unfilled", "cancelled"),
+    ("will_supply", "answer Loaned", "shipped"),
+    ("cancel_pending", "answer Loaned", "shipped"),
+    ("shipped", "answer Loaned", "shipped"),
+    ("received", "answer Loaned", "received"),
+    ("loaned_to_patron", "answer Loaned", "loaned_to_patron"),
+    ("renew_requested", "answer Loaned", "received"),
+    ("renew_requested", "answer Loaned", "loaned_to_patron"),
+    ("renew_requested", "answer Loaned", "overdue"),
+    ("renew_requested", "answer Loaned", "recalled"),
+    ("shipped", "answer Overdue", "overdue"),
+    ("received", "answer Overdue", "overdue"),
+    ("loaned_to_patron", "answer Overdue", "overdue"),
+    ("overdue", "answer Overdue", "overdue"),
+    ("shipped", "answer Recalled", "recalled"),
+    ("received", "answer Recalled", "recalled"),
+    ("loaned_to_patron", "answer Recalled", "recalled"),
+    ("overdue", "answer Recalled", "recalled"),
+    ("renew_requested", "answer Recalled", "recalled"),
+    ("return_shipped", "answer LoanCompleted", "completed"),
+    ("lost", "answer CompletedWithoutReturn", "lost"),
+    ("sent", "staff cancel", "cancel_pending"),
+    ("conditional", "staff cancel", "cancel_pending"),
+    ("will_supply", "staff cancel", "cancel_pending"),
+    ("unfilled", "staff cancel", "cancelled"),
+    ("conditional", "staff accept", "will_supply"),
+    ("conditional", "staff decline", "sent"),
+    ("conditional", "staff decline", "unfilled"),
+    ("shipped", "staff receive", "received"),
+    ("received", "staff loan", "loaned_to_patron"),
+    ("loaned_to_patron", "staff return", "returned_by_patron"),
+    ("overdue", "staff return", "returned_by_patron"),
+    ("recalled", "staff return", "returned_by_patron"),
+    ("received", "staff ship-return", "return_shipped"),
+    ("returned_by_patron", "staff ship-return", "return_shipped"),
+    ("recalled", "staff ship-return", "return_shipped"),
+    ("overdue", "staff ship-return", "return_shipped"),
+    ("received", "staff renew", "renew_requested"),
+    ("loaned_to_patron", "staff renew", "renew_requested"),
+    ("overdue", "staff renew", "renew_requested"),
+    ("received", "staff lost", "lost"),
+    ("loaned_to_patron", "staff lost", "lost"),
+    ("returned_by_patron", "staff lost", "lost"),
+    ("overdue", "staff lost", "lost"),
+    ("recalled", "staff lost", "lost"),
+    ("return_shipped", "staff lost", "lost"),
+    ("sent", "timer expiry", "sent"),
+    ("sent", "timer expiry", "unfilled"),
+    ("conditional", "timer expiry", "sent"),
+    ("conditional", "timer expiry", "unfilled"),
+    ("shipped", "timer due date", "overdue"),
+    ("received", "timer due date", "overdue"),
+    ("loaned_to_patron", "timer due date", "overdue"),
+    ("*", "late answer WillSupply: Cancel sent", "*"),
+    ("*", "late answer: recorded", "*"),
 ];
 
 /// Decide one borrowing event.
 pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<BorrowingStep, Illegal> {
     use BorrowingState as S;
-    let illegal = || Illegal { state: view.state.to_string(), event: event.name() };
-    let mut step =
-        BorrowingStep { state: view.state, position: view.position, out: vec![], effects: vec![], notes: vec![] };
+    let illegal = || Illegal { state: view.state.to_string(), event: event.label() };
+    let mut step = BorrowingStep {
+        state: view.state,
+        position: view.position,
+        due: view.due,
+        resume: view.resume,
+        supplier_item: view.supplier_item.clone(),
+        out: vec![],
+        effects: vec![],
+        notes: vec![],
+    };
+    let lender = view.current_lender().cloned();
+    let tell = |step: &mut BorrowingStep, action: RequesterAction, note: &str, answer: Option<bool>| {
+        if let Some(to) = &lender {
+            step.out.push(BorrowerOut::Action { to: to.clone(), action, note: note.to_owned(), answer });
+        }
+    };
     match event {
         BorrowingEvent::Submit => {
             if view.state != S::Created {
@@ -196,9 +352,7 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
             }
         }
         BorrowingEvent::Answer { from, body } => {
-            let is_current =
-                view.current_lender() == Some(from) && matches!(view.state, S::Sent | S::Conditional | S::WillSupply);
-            if !is_current {
+            if !view.answer_is_current(from) {
                 if !view.rota.contains(from) {
                     return Err(illegal());
                 }
@@ -208,6 +362,7 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                         to: from.clone(),
                         action: RequesterAction::Cancel,
                         note: "the request has moved on to another lender".into(),
+                        answer: None,
                     });
                     step.notes.push(Note::new(
                         "cancel_sent",
@@ -217,13 +372,11 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                 }
                 return Ok(step);
             }
-            if view.state != S::Sent {
-                return Err(illegal());
-            }
             step.notes.push(Note::new("answer_received", body.summary(), Some(from)));
-            match body.status {
-                SupplierStatus::ExpectToSupply => {}
-                SupplierStatus::WillSupply => {
+            use SupplierStatus as St;
+            match (view.state, body.status) {
+                (S::Sent, St::ExpectToSupply) => {}
+                (S::Sent, St::WillSupply) => {
                     step.state = S::WillSupply;
                     step.effects.push(BorrowingEffect::Slot {
                         index: view.position,
@@ -231,53 +384,229 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                         reason: None,
                     });
                     step.effects.push(BorrowingEffect::Supplier(from.clone()));
+                    if !body.item_id.is_empty() {
+                        step.supplier_item = Some(body.item_id.clone());
+                    }
                 }
-                SupplierStatus::RetryPossible => {
+                (S::WillSupply, St::WillSupply) => {
+                    if !body.item_id.is_empty() {
+                        step.supplier_item = Some(body.item_id.clone());
+                    }
+                }
+                (S::Sent | S::WillSupply, St::RetryPossible) => {
                     step.state = S::Conditional;
-                }
-                SupplierStatus::Unfilled => {
-                    let reason = body.reason_unfilled.map(|r| r.to_string());
-                    step.effects.push(BorrowingEffect::Slot {
-                        index: view.position,
-                        outcome: SlotOutcome::Unfilled,
-                        reason,
-                    });
-                    let next = view.position + 1;
-                    if next < view.rota.len() {
+                    if !body.condition.is_empty() {
                         step.notes.push(Note::new(
-                            "rolled",
-                            format!("{from} cannot supply; trying {}", view.rota[next]),
+                            "conditions",
+                            format!("conditions: {} {}", body.condition, body.note).trim_end().to_owned(),
                             Some(from),
                         ));
-                        ask(&mut step, view, next);
-                    } else {
-                        step.state = S::Unfilled;
-                        step.position = view.rota.len();
+                    }
+                }
+                (S::Sent | S::Conditional | S::WillSupply, St::Unfilled | St::Cancelled) => {
+                    let reason = body.reason_unfilled.map(|r| r.to_string()).or_else(|| Some(body.status.to_string()));
+                    roll(&mut step, view, SlotOutcome::Unfilled, reason, &format!("{from} cannot supply"));
+                }
+                (S::CancelPending, St::Cancelled | St::Unfilled) => {
+                    step.state = S::Cancelled;
+                    step.effects.push(BorrowingEffect::Slot {
+                        index: view.position,
+                        outcome: SlotOutcome::Skipped,
+                        reason: Some("cancelled".into()),
+                    });
+                }
+                (S::WillSupply | S::CancelPending, St::Loaned) => {
+                    if view.state == S::CancelPending {
                         step.notes.push(Note::new(
-                            "unfilled",
-                            "every lender in the rota was asked; none can supply",
-                            None,
+                            "cancel_refused",
+                            "the item was already shipped: receive it and return it",
+                            Some(from),
                         ));
                     }
+                    step.state = S::Shipped;
+                    step.due = body.due_date.or(view.due);
+                }
+                (S::Shipped | S::Received | S::LoanedToPatron, St::Loaned) => {
+                    if body.answer == Some(false) {
+                        step.notes.push(Note::new(
+                            "cancel_refused",
+                            "the lender had already shipped the item",
+                            Some(from),
+                        ));
+                    }
+                }
+                (S::RenewRequested, St::Loaned) => {
+                    let back = view.resume.unwrap_or(S::LoanedToPatron);
+                    match body.answer {
+                        Some(true) => {
+                            step.due = body.due_date.or(view.due);
+                            step.state = if back == S::Overdue { S::LoanedToPatron } else { back };
+                            step.notes.push(Note::new(
+                                "renewed",
+                                format!("renewal granted, due {}", date_or_unknown(step.due)),
+                                Some(from),
+                            ));
+                        }
+                        _ => {
+                            step.state = back;
+                            step.notes.push(Note::new("renewal_refused", "the lender refused the renewal", Some(from)));
+                        }
+                    }
+                    step.resume = None;
+                }
+                (S::Shipped | S::Received | S::LoanedToPatron | S::Overdue, St::Overdue) => step.state = S::Overdue,
+                (S::Shipped | S::Received | S::LoanedToPatron | S::Overdue | S::RenewRequested, St::Recalled) => {
+                    step.state = S::Recalled;
+                    step.resume = None;
+                }
+                (S::ReturnShipped, St::LoanCompleted) => step.state = S::Completed,
+                (S::Lost, St::CompletedWithoutReturn) => {}
+                _ => return Err(illegal()),
+            }
+        }
+        BorrowingEvent::Staff(action) => {
+            use BorrowingAction as A;
+            match (view.state, action) {
+                (S::Sent | S::Conditional | S::WillSupply, A::Cancel { reason }) => {
+                    step.state = S::CancelPending;
+                    tell(&mut step, RequesterAction::Cancel, reason, None);
+                    step.notes.push(Note::new("cancel_sent", format!("cancel requested: {reason}"), lender.as_ref()));
+                }
+                (S::Unfilled, A::Cancel { reason }) => {
+                    step.state = S::Cancelled;
+                    step.notes.push(Note::new("cancelled", format!("cancelled: {reason}"), None));
+                }
+                (S::Conditional, A::Accept) => {
+                    step.state = S::WillSupply;
+                    step.effects.push(BorrowingEffect::Slot {
+                        index: view.position,
+                        outcome: SlotOutcome::Supplying,
+                        reason: None,
+                    });
+                    if let Some(l) = &lender {
+                        step.effects.push(BorrowingEffect::Supplier(l.clone()));
+                    }
+                    tell(&mut step, RequesterAction::Notification, "conditions accepted", Some(true));
+                    step.notes.push(Note::new("conditions_accepted", "conditions accepted", lender.as_ref()));
+                }
+                (S::Conditional, A::Decline) => {
+                    tell(&mut step, RequesterAction::Cancel, "conditions declined", None);
+                    step.notes.push(Note::new("cancel_sent", "conditions declined", lender.as_ref()));
+                    roll(
+                        &mut step,
+                        view,
+                        SlotOutcome::Unfilled,
+                        Some("conditions declined".into()),
+                        "conditions declined",
+                    );
+                }
+                (S::Shipped, A::Receive { barcode }) => {
+                    if let (Some(got), Some(sent)) = (barcode, &view.supplier_item)
+                        && got != sent
+                    {
+                        return Err(Illegal {
+                            state: view.state.to_string(),
+                            event: format!("receive of barcode {got} (the lender sent {sent})"),
+                        });
+                    }
+                    step.state = S::Received;
+                    tell(&mut step, RequesterAction::Received, "item received", None);
+                    step.notes.push(Note::new("received", "item received", lender.as_ref()));
+                }
+                (S::Received, A::Loan) => {
+                    step.state = S::LoanedToPatron;
+                    tell(&mut step, RequesterAction::Notification, "loaned to the patron", None);
+                    step.notes.push(Note::new(
+                        "loaned",
+                        format!("loaned to the patron, due {}", date_or_unknown(view.due)),
+                        None,
+                    ));
+                }
+                (S::LoanedToPatron | S::Overdue | S::Recalled, A::Return) => {
+                    step.state = S::ReturnedByPatron;
+                    tell(&mut step, RequesterAction::Notification, "returned by the patron", None);
+                    step.notes.push(Note::new("returned", "returned by the patron", None));
+                }
+                (S::Received | S::ReturnedByPatron | S::Recalled | S::Overdue, A::ShipReturn) => {
+                    step.state = S::ReturnShipped;
+                    tell(&mut step, RequesterAction::ShippedReturn, "item shipped back", None);
+                    step.notes.push(Note::new("return_shipped", "item shipped back to the lender", lender.as_ref()));
+                }
+                (S::Received | S::LoanedToPatron | S::Overdue, A::Renew) => {
+                    step.state = S::RenewRequested;
+                    step.resume = Some(view.state);
+                    tell(&mut step, RequesterAction::Renew, "renewal requested", None);
+                    step.notes.push(Note::new("renew_requested", "renewal requested", lender.as_ref()));
+                }
+                (
+                    S::Received | S::LoanedToPatron | S::ReturnedByPatron | S::Overdue | S::Recalled | S::ReturnShipped,
+                    A::Lost,
+                ) => {
+                    step.state = S::Lost;
+                    tell(&mut step, RequesterAction::Lost, "item lost", None);
+                    step.notes.push(Note::new("lost", "item reported lost", lender.as_ref()));
                 }
                 _ => return Err(illegal()),
             }
         }
+        BorrowingEvent::Expire => match view.state {
+            S::Sent | S::Conditional => {
+                tell(&mut step, RequesterAction::Cancel, "no answer within the expiry window", None);
+                step.notes.push(Note::new(
+                    "expired",
+                    "no answer within the agreement's expiry window: cancel sent",
+                    lender.as_ref(),
+                ));
+                roll(&mut step, view, SlotOutcome::Skipped, Some("expired".into()), "no answer in time");
+            }
+            _ => return Err(illegal()),
+        },
+        BorrowingEvent::DuePassed => match view.state {
+            S::Shipped | S::Received | S::LoanedToPatron => {
+                step.state = S::Overdue;
+                step.notes.push(Note::new(
+                    "overdue",
+                    format!("due date {} has passed", date_or_unknown(view.due)),
+                    None,
+                ));
+            }
+            _ => return Err(illegal()),
+        },
     }
     Ok(step)
+}
+
+fn date_or_unknown(d: Option<NaiveDate>) -> String {
+    d.map_or_else(|| "unknown".to_owned(), |d| d.to_string())
 }
 
 fn ask(step: &mut BorrowingStep, view: &BorrowingView, index: usize) {
     let to = view.rota[index].clone();
     step.state = BorrowingState::Sent;
     step.position = index;
+    step.supplier_item = None;
     step.effects.push(BorrowingEffect::Slot { index, outcome: SlotOutcome::Current, reason: None });
+    step.effects.push(BorrowingEffect::Asked);
     step.notes.push(Note::new(
         "request_sent",
         format!("asked {to}, lender {} of {}", index + 1, view.rota.len()),
         Some(&to),
     ));
     step.out.push(BorrowerOut::Request { to });
+}
+
+/// The current lender is done with (`outcome`): ask the next, or end unfilled.
+fn roll(step: &mut BorrowingStep, view: &BorrowingView, outcome: SlotOutcome, reason: Option<String>, why: &str) {
+    step.effects.push(BorrowingEffect::Slot { index: view.position, outcome, reason });
+    let next = view.position + 1;
+    if next < view.rota.len() {
+        step.notes.push(Note::new("rolled", format!("{why}; trying {}", view.rota[next]), view.current_lender()));
+        ask(step, view, next);
+    } else {
+        step.state = BorrowingState::Unfilled;
+        step.position = view.rota.len();
+        step.notes.push(Note::new("unfilled", "every lender in the rota was asked; none can supply", None));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -290,21 +619,61 @@ pub enum Decision {
     Unfilled { reason: ReasonUnfilled, note: String },
 }
 
+/// What lending staff do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LendingAction {
+    Ship { due: NaiveDate, note: String },
+    CheckIn,
+    Reject { reason: ReasonUnfilled, note: String },
+    Condition { code: String, note: String },
+    RenewAnswer { yes: bool, due: Option<NaiveDate> },
+    Recall { note: String },
+}
+
+impl LendingAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LendingAction::Ship { .. } => "ship",
+            LendingAction::CheckIn => "check-in",
+            LendingAction::Reject { .. } => "reject",
+            LendingAction::Condition { .. } => "condition",
+            LendingAction::RenewAnswer { .. } => "renew-answer",
+            LendingAction::Recall { .. } => "recall",
+        }
+    }
+}
+
 /// Things that happen to a lending request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LendingEvent {
     /// The automatic check of a newly received request.
     Decide(Decision),
     /// A RequesterMessage from the borrower.
-    Requester { action: RequesterAction, note: String },
+    Requester {
+        action: RequesterAction,
+        note: String,
+        answer: Option<bool>,
+    },
+    Staff(LendingAction),
+    /// Timer: a conditional offer went unanswered past the expiry window.
+    Expire,
+    /// Timer: the due date has passed.
+    DuePassed,
 }
 
 impl LendingEvent {
-    fn name(&self) -> String {
+    /// The event's name in the transition table.
+    pub fn label(&self) -> String {
         match self {
             LendingEvent::Decide(Decision::Supply { .. }) => "decision WillSupply".into(),
-            LendingEvent::Decide(Decision::Unfilled { reason, .. }) => format!("decision Unfilled ({reason})"),
-            LendingEvent::Requester { action, .. } => format!("{action} from the borrower"),
+            LendingEvent::Decide(Decision::Unfilled { .. }) => "decision Unfilled".into(),
+            LendingEvent::Requester { action, answer, .. } => match (action, answer) {
+                (RequesterAction::Notification, Some(true)) => "borrower accepts conditions".into(),
+                _ => format!("borrower {action}"),
+            },
+            LendingEvent::Staff(a) => format!("staff {}", a.name()),
+            LendingEvent::Expire => "timer expiry".into(),
+            LendingEvent::DuePassed => "timer due date".into(),
         }
     }
 }
@@ -312,10 +681,16 @@ impl LendingEvent {
 /// Changes to holdings a lending transition asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LendingEffect {
-    /// Reserve this item for the request (it must be available).
+    /// available → reserved.
     Reserve { barcode: String },
-    /// Put a reserved item back on the shelf.
+    /// reserved → available.
     Release { barcode: String },
+    /// reserved → on_loan.
+    Lend { barcode: String },
+    /// on_loan → available.
+    Return { barcode: String },
+    /// on_loan → missing.
+    Missing { barcode: String },
 }
 
 /// The result of one lending transition.
@@ -324,78 +699,244 @@ pub struct LendingStep {
     pub state: LendingState,
     pub item_barcode: Option<String>,
     pub reason_unfilled: Option<ReasonUnfilled>,
+    pub due: Option<NaiveDate>,
+    pub renew_pending: bool,
     pub out: Vec<SupplierBody>,
     pub effects: Vec<LendingEffect>,
     pub notes: Vec<Note>,
 }
 
 /// The lending side's view of a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct LendingView {
     pub state: LendingState,
     pub item_barcode: Option<String>,
+    pub due: Option<NaiveDate>,
+    pub renew_pending: bool,
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for LendingState {
+    fn default() -> Self {
+        LendingState::Received
+    }
 }
 
 /// Legal lending transitions: (from, event, to).
 pub const LENDING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("received", "decision WillSupply", "will_supply"),
     ("received", "decision Unfilled", "unfilled"),
-    ("received", "Cancel from the borrower", "cancelled"),
-    ("will_supply", "Cancel from the borrower", "cancelled"),
-    ("unfilled", "Cancel from the borrower", "unfilled"),
-    ("cancelled", "Cancel from the borrower", "cancelled"),
+    ("received", "borrower Cancel", "cancelled"),
+    ("will_supply", "borrower Cancel", "cancelled"),
+    ("conditional", "borrower Cancel", "cancelled"),
+    ("unfilled", "borrower Cancel", "unfilled"),
+    ("cancelled", "borrower Cancel", "cancelled"),
+    ("expired", "borrower Cancel", "expired"),
+    ("shipped", "borrower Cancel", "shipped"),
+    ("overdue", "borrower Cancel", "overdue"),
+    ("recalled", "borrower Cancel", "recalled"),
+    ("will_supply", "staff reject", "unfilled"),
+    ("will_supply", "staff condition", "conditional"),
+    ("conditional", "borrower accepts conditions", "will_supply"),
+    ("will_supply", "staff ship", "shipped"),
+    ("shipped", "borrower Received", "shipped"),
+    ("overdue", "borrower Received", "overdue"),
+    ("recalled", "borrower Received", "recalled"),
+    ("shipped", "borrower Notification", "shipped"),
+    ("overdue", "borrower Notification", "overdue"),
+    ("recalled", "borrower Notification", "recalled"),
+    ("shipped", "borrower Renew", "shipped"),
+    ("overdue", "borrower Renew", "overdue"),
+    ("shipped", "staff renew-answer", "shipped"),
+    ("overdue", "staff renew-answer", "shipped"),
+    ("overdue", "staff renew-answer", "overdue"),
+    ("shipped", "staff recall", "recalled"),
+    ("overdue", "staff recall", "recalled"),
+    ("shipped", "borrower ShippedReturn", "return_shipped"),
+    ("overdue", "borrower ShippedReturn", "return_shipped"),
+    ("recalled", "borrower ShippedReturn", "return_shipped"),
+    ("return_shipped", "staff check-in", "completed"),
+    ("shipped", "borrower Lost", "lost"),
+    ("overdue", "borrower Lost", "lost"),
+    ("recalled", "borrower Lost", "lost"),
+    ("return_shipped", "borrower Lost", "lost"),
+    ("conditional", "timer expiry", "expired"),
+    ("shipped", "timer due date", "overdue"),
 ];
 
 /// Decide one lending event.
 pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingStep, Illegal> {
     use LendingState as S;
-    let illegal = || Illegal { state: view.state.to_string(), event: event.name() };
+    use SupplierStatus as St;
+    let illegal = || Illegal { state: view.state.to_string(), event: event.label() };
     let mut step = LendingStep {
         state: view.state,
         item_barcode: view.item_barcode.clone(),
         reason_unfilled: None,
+        due: view.due,
+        renew_pending: view.renew_pending,
         out: vec![],
         effects: vec![],
         notes: vec![],
     };
+    let barcode = view.item_barcode.clone().unwrap_or_default();
+    let send =
+        |step: &mut LendingStep, reason: ReasonForMessage, status: SupplierStatus, f: &dyn Fn(&mut SupplierBody)| {
+            let mut body = SupplierBody::new(reason, status);
+            f(&mut body);
+            step.notes.push(Note::new("answer_sent", body.summary(), None));
+            step.out.push(body);
+        };
     match (view.state, event) {
         (S::Received, LendingEvent::Decide(Decision::Supply { barcode })) => {
             step.state = S::WillSupply;
             step.item_barcode = Some(barcode.clone());
             step.effects.push(LendingEffect::Reserve { barcode: barcode.clone() });
-            let mut body = SupplierBody::new(ReasonForMessage::RequestResponse, SupplierStatus::WillSupply);
-            body.item_id = barcode.clone();
-            step.notes.push(Note::new(
-                "answer_sent",
-                format!("{} — item reserved and on the pick list", body.summary()),
-                None,
-            ));
-            step.out.push(body);
+            send(&mut step, ReasonForMessage::RequestResponse, St::WillSupply, &|b| b.item_id = barcode.clone());
+            step.notes.push(Note::new("reserved", format!("item {barcode} reserved and on the pick list"), None));
         }
         (S::Received, LendingEvent::Decide(Decision::Unfilled { reason, note })) => {
             step.state = S::Unfilled;
             step.reason_unfilled = Some(*reason);
-            let mut body = SupplierBody::new(ReasonForMessage::RequestResponse, SupplierStatus::Unfilled);
-            body.reason_unfilled = Some(*reason);
-            body.note = note.clone();
-            step.notes.push(Note::new("answer_sent", format!("{} — {note}", body.summary()), None));
-            step.out.push(body);
+            send(&mut step, ReasonForMessage::RequestResponse, St::Unfilled, &|b| {
+                b.reason_unfilled = Some(*reason);
+                b.note = note.clone();
+            });
+            step.notes.push(Note::new("decided", note.clone(), None));
         }
-        (S::Received | S::WillSupply, LendingEvent::Requester { action: RequesterAction::Cancel, note }) => {
+        (
+            S::Received | S::WillSupply | S::Conditional,
+            LendingEvent::Requester { action: RequesterAction::Cancel, note, .. },
+        ) => {
             step.state = S::Cancelled;
-            if view.state == S::WillSupply
-                && let Some(b) = &view.item_barcode
-            {
-                step.effects.push(LendingEffect::Release { barcode: b.clone() });
-            }
             step.notes.push(Note::new("cancel_received", format!("borrower cancelled: {note}"), None));
-            let mut body = SupplierBody::new(ReasonForMessage::CancelResponse, SupplierStatus::Cancelled);
-            body.answer = Some(true);
-            step.notes.push(Note::new("answer_sent", format!("{} — item released", body.summary()), None));
-            step.out.push(body);
+            if matches!(view.state, S::WillSupply | S::Conditional) && view.item_barcode.is_some() {
+                step.effects.push(LendingEffect::Release { barcode: barcode.clone() });
+                step.notes.push(Note::new("released", format!("item {barcode} back on the shelf"), None));
+            }
+            send(&mut step, ReasonForMessage::CancelResponse, St::Cancelled, &|b| b.answer = Some(true));
         }
-        (S::Unfilled | S::Cancelled, LendingEvent::Requester { action: RequesterAction::Cancel, .. }) => {
+        (S::Unfilled | S::Cancelled | S::Expired, LendingEvent::Requester { action: RequesterAction::Cancel, .. }) => {
             step.notes.push(Note::new("cancel_received", "borrower cancelled; nothing to release", None));
+        }
+        (S::Shipped | S::Overdue | S::Recalled, LendingEvent::Requester { action: RequesterAction::Cancel, .. }) => {
+            step.notes.push(Note::new(
+                "cancel_received",
+                "borrower asked to cancel, but the item has shipped: it comes back by the normal return",
+                None,
+            ));
+            send(&mut step, ReasonForMessage::CancelResponse, St::Loaned, &|b| {
+                b.answer = Some(false);
+                b.due_date = view.due;
+                b.note = "already shipped".into();
+            });
+        }
+        (S::WillSupply, LendingEvent::Staff(LendingAction::Reject { reason, note })) => {
+            step.state = S::Unfilled;
+            step.reason_unfilled = Some(*reason);
+            step.effects.push(LendingEffect::Release { barcode: barcode.clone() });
+            send(&mut step, ReasonForMessage::StatusChange, St::Unfilled, &|b| {
+                b.reason_unfilled = Some(*reason);
+                b.note = note.clone();
+            });
+        }
+        (S::WillSupply, LendingEvent::Staff(LendingAction::Condition { code, note })) => {
+            step.state = S::Conditional;
+            send(&mut step, ReasonForMessage::StatusChange, St::RetryPossible, &|b| {
+                b.condition = code.clone();
+                b.note = note.clone();
+            });
+        }
+        (S::Conditional, LendingEvent::Requester { action: RequesterAction::Notification, answer: Some(true), .. }) => {
+            step.state = S::WillSupply;
+            step.notes.push(Note::new("conditions_accepted", "the borrower accepted the conditions", None));
+            send(&mut step, ReasonForMessage::StatusChange, St::WillSupply, &|b| b.item_id = barcode.clone());
+        }
+        (S::WillSupply, LendingEvent::Staff(LendingAction::Ship { due, note })) => {
+            step.state = S::Shipped;
+            step.due = Some(*due);
+            step.effects.push(LendingEffect::Lend { barcode: barcode.clone() });
+            send(&mut step, ReasonForMessage::StatusChange, St::Loaned, &|b| {
+                b.due_date = Some(*due);
+                b.item_id = barcode.clone();
+                b.note = note.clone();
+            });
+        }
+        (S::Shipped | S::Overdue | S::Recalled, LendingEvent::Requester { action: RequesterAction::Received, .. }) => {
+            step.notes.push(Note::new("borrower_received", "the borrower received the item", None));
+        }
+        (
+            S::Shipped | S::Overdue | S::Recalled,
+            LendingEvent::Requester { action: RequesterAction::Notification, note, answer: None | Some(false) },
+        ) => {
+            step.notes.push(Note::new("notification", format!("borrower: {note}"), None));
+        }
+        (S::Shipped | S::Overdue, LendingEvent::Requester { action: RequesterAction::Renew, .. }) => {
+            step.renew_pending = true;
+            step.notes.push(Note::new("renew_requested", "the borrower asks for a renewal", None));
+        }
+        (S::Shipped | S::Overdue, LendingEvent::Staff(LendingAction::RenewAnswer { yes, due })) => {
+            if !view.renew_pending {
+                return Err(Illegal {
+                    state: view.state.to_string(),
+                    event: "a renewal answer with no renewal requested".into(),
+                });
+            }
+            step.renew_pending = false;
+            if *yes {
+                step.due = due.or(view.due);
+                step.state = S::Shipped;
+            }
+            let d = step.due;
+            send(&mut step, ReasonForMessage::RenewResponse, St::Loaned, &|b| {
+                b.answer = Some(*yes);
+                b.due_date = d;
+            });
+        }
+        (S::Shipped | S::Overdue, LendingEvent::Staff(LendingAction::Recall { note })) => {
+            step.state = S::Recalled;
+            step.renew_pending = false;
+            send(&mut step, ReasonForMessage::StatusChange, St::Recalled, &|b| b.note = note.clone());
+        }
+        (
+            S::Shipped | S::Overdue | S::Recalled,
+            LendingEvent::Requester { action: RequesterAction::ShippedReturn, .. },
+        ) => {
+            step.state = S::ReturnShipped;
+            step.renew_pending = false;
+            step.notes.push(Note::new("return_shipped", "the borrower shipped the item back", None));
+        }
+        (S::ReturnShipped, LendingEvent::Staff(LendingAction::CheckIn)) => {
+            step.state = S::Completed;
+            step.effects.push(LendingEffect::Return { barcode: barcode.clone() });
+            step.notes.push(Note::new("checked_in", format!("item {barcode} checked in and back on the shelf"), None));
+            send(&mut step, ReasonForMessage::StatusChange, St::LoanCompleted, &|_| {});
+        }
+        (
+            S::Shipped | S::Overdue | S::Recalled | S::ReturnShipped,
+            LendingEvent::Requester { action: RequesterAction::Lost, .. },
+        ) => {
+            step.state = S::Lost;
+            step.effects.push(LendingEffect::Missing { barcode: barcode.clone() });
+            step.notes.push(Note::new(
+                "lost",
+                format!("the borrower reports item {barcode} lost; it is marked missing"),
+                None,
+            ));
+            send(&mut step, ReasonForMessage::StatusChange, St::CompletedWithoutReturn, &|_| {});
+        }
+        (S::Conditional, LendingEvent::Expire) => {
+            step.state = S::Expired;
+            step.effects.push(LendingEffect::Release { barcode: barcode.clone() });
+            step.notes.push(Note::new("expired", "the conditions were not answered in time; item released", None));
+            send(&mut step, ReasonForMessage::StatusChange, St::Cancelled, &|b| {
+                b.note = "conditional offer expired".into()
+            });
+        }
+        (S::Shipped, LendingEvent::DuePassed) => {
+            step.state = S::Overdue;
+            step.notes.push(Note::new("overdue", format!("due date {} has passed", date_or_unknown(view.due)), None));
+            send(&mut step, ReasonForMessage::StatusChange, St::Overdue, &|b| b.due_date = view.due);
         }
         _ => return Err(illegal()),
     }
@@ -404,6 +945,8 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn sym(s: &str) -> Symbol {
@@ -413,11 +956,37 @@ mod tests {
     fn answer(from: &str, status: SupplierStatus, reason: Option<ReasonUnfilled>) -> BorrowingEvent {
         let mut body = SupplierBody::new(ReasonForMessage::RequestResponse, status);
         body.reason_unfilled = reason;
+        body.answer = Some(true);
         BorrowingEvent::Answer { from: sym(from), body }
     }
 
     fn view(state: BorrowingState, position: usize) -> BorrowingView {
-        BorrowingView { state, rota: vec![sym("AA"), sym("BB")], position }
+        BorrowingView { state, rota: vec![sym("AA"), sym("BB")], position, ..Default::default() }
+    }
+
+    fn borrowing_events(from: &str) -> Vec<BorrowingEvent> {
+        use BorrowingAction as A;
+        let mut v = vec![BorrowingEvent::Submit, BorrowingEvent::Expire, BorrowingEvent::DuePassed];
+        for st in SupplierStatus::ALL {
+            v.push(answer(from, *st, Some(ReasonUnfilled::NotHeld)));
+        }
+        let mut refused = SupplierBody::new(ReasonForMessage::RenewResponse, SupplierStatus::Loaned);
+        refused.answer = Some(false);
+        v.push(BorrowingEvent::Answer { from: sym(from), body: refused });
+        for a in [
+            A::Receive { barcode: None },
+            A::Loan,
+            A::Return,
+            A::ShipReturn,
+            A::Cancel { reason: "x".into() },
+            A::Renew,
+            A::Accept,
+            A::Decline,
+            A::Lost,
+        ] {
+            v.push(BorrowingEvent::Staff(a));
+        }
+        v
     }
 
     #[test]
@@ -425,15 +994,18 @@ mod tests {
         let s = borrowing_step(&view(BorrowingState::Created, 0), &BorrowingEvent::Submit).unwrap();
         assert_eq!(s.state, BorrowingState::Sent);
         assert_eq!(s.out, vec![BorrowerOut::Request { to: sym("AA") }]);
-        let empty = BorrowingView { state: BorrowingState::Created, rota: vec![], position: 0 };
+        let empty = BorrowingView::default();
         assert_eq!(borrowing_step(&empty, &BorrowingEvent::Submit).unwrap().state, BorrowingState::Unfilled);
         assert!(borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Submit).is_err());
     }
 
     #[test]
     fn unfilled_rolls_then_exhausts() {
-        let v = view(BorrowingState::Sent, 0);
-        let s = borrowing_step(&v, &answer("AA", SupplierStatus::Unfilled, Some(ReasonUnfilled::NotHeld))).unwrap();
+        let s = borrowing_step(
+            &view(BorrowingState::Sent, 0),
+            &answer("AA", SupplierStatus::Unfilled, Some(ReasonUnfilled::NotHeld)),
+        )
+        .unwrap();
         assert_eq!((s.state, s.position), (BorrowingState::Sent, 1));
         assert_eq!(s.out, vec![BorrowerOut::Request { to: sym("BB") }]);
         let s = borrowing_step(&view(BorrowingState::Sent, 1), &answer("BB", SupplierStatus::Unfilled, None)).unwrap();
@@ -442,136 +1014,151 @@ mod tests {
     }
 
     #[test]
-    fn will_supply_from_current_and_late() {
-        let s =
-            borrowing_step(&view(BorrowingState::Sent, 1), &answer("BB", SupplierStatus::WillSupply, None)).unwrap();
-        assert_eq!(s.state, BorrowingState::WillSupply);
-        assert!(s.effects.contains(&BorrowingEffect::Supplier(sym("BB"))));
-        // AA answers WillSupply after the rota moved on to BB: AA gets a Cancel.
+    fn late_will_supply_gets_a_cancel_and_strangers_are_refused() {
         let s = borrowing_step(&view(BorrowingState::WillSupply, 1), &answer("AA", SupplierStatus::WillSupply, None))
             .unwrap();
         assert_eq!(s.state, BorrowingState::WillSupply);
         assert!(
             matches!(&s.out[..], [BorrowerOut::Action { to, action: RequesterAction::Cancel, .. }] if *to == sym("AA"))
         );
-        // A stranger to the rota is refused.
         assert!(
             borrowing_step(&view(BorrowingState::Sent, 0), &answer("CC", SupplierStatus::WillSupply, None)).is_err()
         );
     }
 
     #[test]
-    fn lending_supply_reserves_and_cancel_releases() {
-        let v = LendingView { state: LendingState::Received, item_barcode: None };
-        let s = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "39001".into() })).unwrap();
-        assert_eq!(s.state, LendingState::WillSupply);
-        assert_eq!(s.effects, vec![LendingEffect::Reserve { barcode: "39001".into() }]);
-        let v = LendingView { state: LendingState::WillSupply, item_barcode: Some("39001".into()) };
-        let s = lending_step(&v, &LendingEvent::Requester { action: RequesterAction::Cancel, note: String::new() })
-            .unwrap();
-        assert_eq!(s.state, LendingState::Cancelled);
-        assert_eq!(s.effects, vec![LendingEffect::Release { barcode: "39001".into() }]);
-        let e = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "x".into() })).unwrap_err();
-        assert_eq!(e.to_string(), "decision WillSupply is not allowed while the request is will_supply");
+    fn expiry_cancels_the_current_lender_and_rolls() {
+        let s = borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire).unwrap();
+        assert_eq!((s.state, s.position), (BorrowingState::Sent, 1));
+        assert!(
+            matches!(&s.out[0], BorrowerOut::Action { to, action: RequesterAction::Cancel, .. } if *to == sym("AA"))
+        );
+        assert_eq!(s.out[1], BorrowerOut::Request { to: sym("BB") });
     }
 
-    /// Every row of the lending table is reachable, and nothing outside it is.
     #[test]
-    fn lending_table_matches_the_function() {
-        let events = [
-            LendingEvent::Decide(Decision::Supply { barcode: "b".into() }),
-            LendingEvent::Decide(Decision::Unfilled { reason: ReasonUnfilled::NotHeld, note: String::new() }),
-            LendingEvent::Requester { action: RequesterAction::Cancel, note: String::new() },
-        ];
-        let mut seen = vec![];
-        for &state in LendingState::ALL {
-            for e in &events {
-                let v = LendingView { state, item_barcode: Some("b".into()) };
-                if let Ok(s) = lending_step(&v, e) {
-                    seen.push((state.as_str().to_owned(), e.name(), s.state.as_str().to_owned()));
-                }
-            }
-        }
-        let table: Vec<_> =
-            LENDING_TRANSITIONS.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
-        for row in &seen {
-            assert!(
-                table.iter().any(|t| t.0 == row.0 && row.1.starts_with(&t.1) && t.2 == row.2),
-                "transition {row:?} is not in the table"
-            );
-        }
-        for t in &table {
-            assert!(
-                seen.iter().any(|row| t.0 == row.0 && row.1.starts_with(&t.1) && t.2 == row.2),
-                "table row {t:?} is unreachable"
-            );
-        }
+    fn receive_checks_the_barcode() {
+        let v = BorrowingView { supplier_item: Some("B-1".into()), ..view(BorrowingState::Shipped, 0) };
+        let e = borrowing_step(&v, &BorrowingEvent::Staff(BorrowingAction::Receive { barcode: Some("B-2".into()) }))
+            .unwrap_err();
+        assert!(e.to_string().contains("B-2") && e.to_string().contains("B-1"), "{e}");
+        assert!(
+            borrowing_step(&v, &BorrowingEvent::Staff(BorrowingAction::Receive { barcode: Some("B-1".into()) }))
+                .is_ok()
+        );
     }
 
-    /// Every row of the borrowing table is reachable, and nothing outside it is.
+    /// Every transition the function allows is a row of the table, and every row happens.
     #[test]
     fn borrowing_table_matches_the_function() {
-        let events = |from: &str| {
-            let mut v = vec![("submit".to_owned(), BorrowingEvent::Submit)];
-            for st in [
-                SupplierStatus::ExpectToSupply,
-                SupplierStatus::WillSupply,
-                SupplierStatus::RetryPossible,
-                SupplierStatus::Unfilled,
-                SupplierStatus::Loaned,
-            ] {
-                v.push((format!("{st} from {from}"), answer(from, st, Some(ReasonUnfilled::NotHeld))));
-            }
-            v
-        };
-        let describe = |view: &BorrowingView, name: &str, from_current: bool| -> String {
-            if name == "submit" {
-                return if view.rota.is_empty() { "submit (rota empty)".into() } else { "submit".into() };
-            }
-            let status = name.split(' ').next().unwrap_or_default();
-            if !from_current {
-                return if status == "WillSupply" {
-                    "WillSupply from a lender not current (late): Cancel sent".into()
-                } else {
-                    "other answer from a lender not current: recorded".into()
-                };
-            }
-            match status {
-                "Unfilled" if view.position + 1 < view.rota.len() => {
-                    "Unfilled from current lender, more lenders".into()
-                }
-                "Unfilled" => "Unfilled from current lender, rota exhausted".into(),
-                s => format!("{s} from current lender"),
-            }
-        };
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = BTreeSet::new();
         for &state in BorrowingState::ALL {
             for rota in [vec![], vec![sym("AA")], vec![sym("AA"), sym("BB")]] {
                 for position in 0..=rota.len() {
-                    let view = BorrowingView { state, rota: rota.clone(), position };
-                    for from in ["AA", "BB"] {
-                        for (name, e) in events(from) {
-                            if let Ok(step) = borrowing_step(&view, &e) {
-                                let current = view.answer_is_current(&sym(from));
-                                let d = describe(&view, &name, current);
-                                let late = d.contains("not current");
-                                let (a, c) = if late {
-                                    ("*".to_owned(), "*".to_owned())
-                                } else {
-                                    (state.to_string(), step.state.to_string())
-                                };
+                    for resume in [
+                        None,
+                        Some(BorrowingState::Received),
+                        Some(BorrowingState::LoanedToPatron),
+                        Some(BorrowingState::Overdue),
+                        Some(BorrowingState::Recalled),
+                    ] {
+                        let v = BorrowingView { state, rota: rota.clone(), position, resume, ..Default::default() };
+                        for from in ["AA", "BB"] {
+                            for e in borrowing_events(from) {
+                                let Ok(step) = borrowing_step(&v, &e) else { continue };
+                                let late =
+                                    matches!(&e, BorrowingEvent::Answer { from, .. } if !v.answer_is_current(from));
                                 if late {
                                     assert_eq!(step.state, state, "a late answer never changes the state");
+                                    let label = if step.out.is_empty() {
+                                        "late answer: recorded"
+                                    } else {
+                                        "late answer WillSupply: Cancel sent"
+                                    };
+                                    seen.insert(("*".to_owned(), label.to_owned(), "*".to_owned()));
+                                } else {
+                                    seen.insert((state.to_string(), e.label(), step.state.to_string()));
                                 }
-                                seen.insert((a, d, c));
                             }
                         }
                     }
                 }
             }
         }
-        let table: std::collections::BTreeSet<_> =
+        let table: BTreeSet<_> =
             BORROWING_TRANSITIONS.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
-        assert_eq!(seen, table);
+        let extra: Vec<_> = seen.difference(&table).collect();
+        let missing: Vec<_> = table.difference(&seen).collect();
+        assert!(extra.is_empty() && missing.is_empty(), "not in the table: {extra:#?}\nnever happens: {missing:#?}");
+    }
+
+    fn lending_events() -> Vec<LendingEvent> {
+        use LendingAction as A;
+        let mut v = vec![
+            LendingEvent::Decide(Decision::Supply { barcode: "b".into() }),
+            LendingEvent::Decide(Decision::Unfilled { reason: ReasonUnfilled::NotHeld, note: String::new() }),
+            LendingEvent::Expire,
+            LendingEvent::DuePassed,
+            LendingEvent::Requester { action: RequesterAction::Notification, note: String::new(), answer: Some(true) },
+        ];
+        for a in RequesterAction::ALL {
+            v.push(LendingEvent::Requester { action: *a, note: String::new(), answer: None });
+        }
+        let due = NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+        for a in [
+            A::Ship { due, note: String::new() },
+            A::CheckIn,
+            A::Reject { reason: ReasonUnfilled::NotOnShelf, note: String::new() },
+            A::Condition { code: "LibraryUseOnly".into(), note: String::new() },
+            A::RenewAnswer { yes: true, due: Some(due) },
+            A::RenewAnswer { yes: false, due: None },
+            A::Recall { note: String::new() },
+        ] {
+            v.push(LendingEvent::Staff(a));
+        }
+        v
+    }
+
+    #[test]
+    fn lending_table_matches_the_function() {
+        let mut seen = BTreeSet::new();
+        for &state in LendingState::ALL {
+            for renew_pending in [false, true] {
+                let v = LendingView { state, item_barcode: Some("b".into()), due: None, renew_pending };
+                for e in lending_events() {
+                    if let Ok(step) = lending_step(&v, &e) {
+                        seen.insert((state.to_string(), e.label(), step.state.to_string()));
+                    }
+                }
+            }
+        }
+        let table: BTreeSet<_> =
+            LENDING_TRANSITIONS.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
+        let extra: Vec<_> = seen.difference(&table).collect();
+        let missing: Vec<_> = table.difference(&seen).collect();
+        assert!(extra.is_empty() && missing.is_empty(), "not in the table: {extra:#?}\nnever happens: {missing:#?}");
+    }
+
+    #[test]
+    fn lending_supply_reserves_ship_lends_and_check_in_returns() {
+        let v = LendingView::default();
+        let s = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "39001".into() })).unwrap();
+        assert_eq!(s.effects, vec![LendingEffect::Reserve { barcode: "39001".into() }]);
+        let v =
+            LendingView { state: LendingState::WillSupply, item_barcode: Some("39001".into()), ..Default::default() };
+        let due = NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+        let s = lending_step(&v, &LendingEvent::Staff(LendingAction::Ship { due, note: String::new() })).unwrap();
+        assert_eq!((s.state, s.due), (LendingState::Shipped, Some(due)));
+        assert_eq!(s.out[0].status, SupplierStatus::Loaned);
+        let v = LendingView { state: LendingState::Shipped, ..v };
+        let s = lending_step(
+            &v,
+            &LendingEvent::Requester { action: RequesterAction::Cancel, note: String::new(), answer: None },
+        )
+        .unwrap();
+        assert_eq!(s.state, LendingState::Shipped, "a cancel that crosses a shipment is answered no");
+        assert_eq!(s.out[0].answer, Some(false));
+        let e = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "x".into() })).unwrap_err();
+        assert_eq!(e.to_string(), "decision WillSupply is not allowed while the request is shipped");
     }
 }

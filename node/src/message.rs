@@ -67,6 +67,8 @@ impl SupplierBody {
 pub struct RequesterBody {
     pub action: RequesterAction,
     pub note: String,
+    /// With `Notification`: `Some(true)` accepts a conditional offer.
+    pub answer: Option<bool>,
 }
 
 /// One business message.

@@ -21,8 +21,8 @@ use crate::domain::{
 };
 use crate::error::{NodeError, Result};
 use crate::machine::{
-    BorrowerOut, BorrowingEffect, BorrowingEvent, BorrowingState, BorrowingView, Decision, LendingEffect, LendingEvent,
-    LendingState, LendingView, Note, SlotOutcome, borrowing_step, lending_step,
+    BorrowerOut, BorrowingEffect, BorrowingEvent, BorrowingState, Decision, LendingEffect, LendingEvent, LendingState,
+    Note, SlotOutcome, borrowing_step, lending_step,
 };
 use crate::message::{Body, Confirmation, ConfirmationError, Envelope, RequestBody, RequesterBody, SupplierBody};
 use crate::store::{self, BorrowingRecord, LendingRecord, RotaEntry, Store, TimelineEntry, Upsert};
@@ -125,7 +125,7 @@ impl Node {
         &self.card
     }
 
-    fn wake(&self, partner: &Symbol) {
+    pub(crate) fn wake(&self, partner: &Symbol) {
         let _ = self.wake_tx.send(partner.clone());
     }
 
@@ -408,6 +408,10 @@ impl Node {
             created_at: now,
             updated_at: now,
             rota,
+            due: None,
+            resume: None,
+            supplier_item: None,
+            asked_at: None,
         };
         Store::insert_borrowing(&mut tx, &rec).await?;
         let lenders: Vec<String> = rec.rota.iter().map(|e| format!("{} ({})", e.partner, e.tier)).collect();
@@ -423,9 +427,7 @@ impl Node {
         };
         Store::add_note(&mut tx, "borrowing", &id, now, &cause.to_string(), BorrowingState::Created.as_str(), &created)
             .await?;
-        let view =
-            BorrowingView { state: rec.state, rota: rec.rota.iter().map(|e| e.partner.clone()).collect(), position: 0 };
-        let step = borrowing_step(&view, &BorrowingEvent::Submit)?;
+        let step = borrowing_step(&rec.view(), &BorrowingEvent::Submit)?;
         let mut wake = vec![];
         self.apply_borrowing(&mut tx, &rec, step, &cause, now, &mut wake).await?;
         tx.commit().await?;
@@ -436,7 +438,7 @@ impl Node {
         self.store.borrowing_read(&id).await?.ok_or_else(|| NodeError::Internal(format!("request {id} vanished")))
     }
 
-    async fn apply_borrowing(
+    pub(crate) async fn apply_borrowing(
         &self,
         tx: &mut SqliteConnection,
         rec: &BorrowingRecord,
@@ -446,15 +448,17 @@ impl Node {
         wake: &mut Vec<Symbol>,
     ) -> Result<()> {
         let mut supplier = None;
+        let mut asked = false;
         for e in &step.effects {
             match e {
                 BorrowingEffect::Slot { index, outcome, reason } => {
                     Store::set_slot(tx, &rec.id, *index, *outcome, reason.as_deref()).await?
                 }
                 BorrowingEffect::Supplier(s) => supplier = Some(s.clone()),
+                BorrowingEffect::Asked => asked = true,
             }
         }
-        Store::update_borrowing(tx, &rec.id, step.state, step.position, supplier.as_ref(), now).await?;
+        Store::update_borrowing(tx, &rec.id, &step, supplier.as_ref(), asked, now).await?;
         for n in &step.notes {
             Store::add_note(tx, "borrowing", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n)
                 .await?;
@@ -469,7 +473,9 @@ impl Node {
                         note: rec.note.clone(),
                     }),
                 ),
-                BorrowerOut::Action { to, action, note } => (to, Body::Requester(RequesterBody { action, note })),
+                BorrowerOut::Action { to, action, note, answer } => {
+                    (to, Body::Requester(RequesterBody { action, note, answer }))
+                }
             };
             Store::enqueue(tx, &to, &rec.id, body, now).await?;
             wake.push(to);
@@ -679,6 +685,8 @@ impl Node {
             note: r.note.clone(),
             created_at: now,
             updated_at: now,
+            due: None,
+            renew_pending: false,
         };
         Store::insert_lending(tx, &rec).await?;
         let cause = Actor::Partner(from.clone());
@@ -690,10 +698,7 @@ impl Node {
         Store::add_note(tx, "lending", &rec.id, now, &cause.to_string(), LendingState::Received.as_str(), &received)
             .await?;
         let (decision, _) = Self::decide(tx, from, &r.citation).await?;
-        let step = lending_step(
-            &LendingView { state: LendingState::Received, item_barcode: None },
-            &LendingEvent::Decide(decision),
-        )?;
+        let step = lending_step(&rec.view(), &LendingEvent::Decide(decision))?;
         self.apply_lending(tx, &rec, step, &cause, now, wake).await?;
         Ok(Confirmation::Accepted { received_at: now })
     }
@@ -713,8 +718,8 @@ impl Node {
                 detail: format!("no request {} from {from}", env.request_id),
             });
         };
-        let view = LendingView { state: rec.state, item_barcode: rec.item_barcode.clone() };
-        match lending_step(&view, &LendingEvent::Requester { action: r.action, note: r.note.clone() }) {
+        let event = LendingEvent::Requester { action: r.action, note: r.note.clone(), answer: r.answer };
+        match lending_step(&rec.view(), &event) {
             Ok(step) => {
                 self.apply_lending(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
                 Ok(Confirmation::Accepted { received_at: now })
@@ -725,7 +730,7 @@ impl Node {
         }
     }
 
-    async fn apply_lending(
+    pub(crate) async fn apply_lending(
         &self,
         tx: &mut SqliteConnection,
         rec: &LendingRecord,
@@ -744,17 +749,22 @@ impl Node {
                 LendingEffect::Release { barcode } => {
                     Store::move_item(tx, barcode, ItemStatus::Reserved, ItemStatus::Available, now).await?;
                 }
+                LendingEffect::Lend { barcode } => {
+                    if !Store::move_item(tx, barcode, ItemStatus::Reserved, ItemStatus::OnLoan, now).await? {
+                        return Err(NodeError::Conflict(format!(
+                            "item {barcode} is no longer reserved for this request; check its status with `rota holdings show {barcode}`"
+                        )));
+                    }
+                }
+                LendingEffect::Return { barcode } => {
+                    Store::move_item(tx, barcode, ItemStatus::OnLoan, ItemStatus::Available, now).await?;
+                }
+                LendingEffect::Missing { barcode } => {
+                    Store::move_item(tx, barcode, ItemStatus::OnLoan, ItemStatus::Missing, now).await?;
+                }
             }
         }
-        Store::update_lending(
-            tx,
-            &rec.id,
-            step.state,
-            step.item_barcode.as_deref(),
-            step.reason_unfilled.map(|r| r.as_str()),
-            now,
-        )
-        .await?;
+        Store::update_lending(tx, &rec.id, &step, now).await?;
         for n in &step.notes {
             Store::add_note(tx, "lending", &rec.id, now, &cause_actor(n.event, cause), step.state.as_str(), n).await?;
         }
@@ -782,12 +792,7 @@ impl Node {
                 detail: format!("request {} was never sent to {from}", env.request_id),
             });
         };
-        let view = BorrowingView {
-            state: rec.state,
-            rota: rec.rota.iter().map(|e| e.partner.clone()).collect(),
-            position: rec.position,
-        };
-        match borrowing_step(&view, &BorrowingEvent::Answer { from: from.clone(), body: s.clone() }) {
+        match borrowing_step(&rec.view(), &BorrowingEvent::Answer { from: from.clone(), body: s.clone() }) {
             Ok(step) => {
                 self.apply_borrowing(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
                 Ok(Confirmation::Accepted { received_at: now })

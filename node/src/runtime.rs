@@ -19,6 +19,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
+    timers: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -43,12 +44,15 @@ impl RunningNode {
             })
             .await
         });
+        let timers = tokio::spawn(run_timers(node.clone()));
         tracing::info!(symbol = %node.symbol(), %addr, "node listening");
-        Ok(RunningNode { node, addr, stop: Some(stop), task })
+        Ok(RunningNode { node, addr, stop: Some(stop), task, timers })
     }
 
     /// Stop accepting, finish in-flight calls, stop the dispatcher and close the database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        // A tick cut short rolls back its transaction: nothing half-applied.
+        self.timers.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -58,5 +62,20 @@ impl RunningNode {
     /// Wait until the server ends by itself (an error), or forever.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
         (&mut self.task).await?
+    }
+}
+
+/// Fire due timers every `timer_tick`, starting at once (so timers that fell due while the
+/// node was down fire on start).
+async fn run_timers(node: Arc<Node>) {
+    let mut every = tokio::time::interval(node.config.timer_tick);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match node.tick().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(fired = n, "timers fired"),
+            Err(e) => tracing::warn!(error = %e, "timer check failed"),
+        }
     }
 }

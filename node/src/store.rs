@@ -9,13 +9,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use crate::domain::{Agreement, Citation, Item, ItemStatus, Partner, PartnerStatus, Policy, Symbol, Tier};
-use crate::machine::{BorrowingState, LendingState, Note, SlotOutcome};
+use crate::machine::{
+    BorrowingState, BorrowingStep, BorrowingView, LendingState, LendingStep, LendingView, Note, SlotOutcome,
+};
 use crate::message::{Body, Confirmation, Envelope};
 
 /// A storage failure.
@@ -102,6 +104,25 @@ pub struct BorrowingRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub rota: Vec<RotaEntry>,
+    pub due: Option<NaiveDate>,
+    pub resume: Option<BorrowingState>,
+    pub supplier_item: Option<String>,
+    /// When the current lender was asked.
+    pub asked_at: Option<DateTime<Utc>>,
+}
+
+impl BorrowingRecord {
+    /// The state machine's view of this request.
+    pub fn view(&self) -> BorrowingView {
+        BorrowingView {
+            state: self.state,
+            rota: self.rota.iter().map(|e| e.partner.clone()).collect(),
+            position: self.position,
+            due: self.due,
+            resume: self.resume,
+            supplier_item: self.supplier_item.clone(),
+        }
+    }
 }
 
 /// A lending request as stored.
@@ -116,6 +137,20 @@ pub struct LendingRecord {
     pub note: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub due: Option<NaiveDate>,
+    pub renew_pending: bool,
+}
+
+impl LendingRecord {
+    /// The state machine's view of this request.
+    pub fn view(&self) -> LendingView {
+        LendingView {
+            state: self.state,
+            item_barcode: self.item_barcode.clone(),
+            due: self.due,
+            renew_pending: self.renew_pending,
+        }
+    }
 }
 
 /// An outbound message waiting for delivery.
@@ -399,6 +434,10 @@ impl Store {
             created_at: from_ms(row.get("created_at")),
             updated_at: from_ms(row.get("updated_at")),
             rota,
+            due: row.get::<Option<String>, _>("due_date").and_then(|d| d.parse().ok()),
+            resume: row.get::<Option<String>, _>("resume_state").map(|s| parse("resume state", &s)).transpose()?,
+            supplier_item: row.get("supplier_item"),
+            asked_at: row.get::<Option<i64>, _>("asked_at").map(from_ms),
         }))
     }
 
@@ -425,22 +464,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Store the outcome of a borrowing transition (state and the fields it carries).
     pub async fn update_borrowing(
         conn: &mut SqliteConnection,
         id: &str,
-        state: BorrowingState,
-        position: usize,
+        step: &BorrowingStep,
         supplier: Option<&Symbol>,
+        asked: bool,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query("UPDATE borrowing SET state = ?, position = ?, supplier = COALESCE(?, supplier), updated_at = ? WHERE id = ?")
-            .bind(state.as_str())
-            .bind(position as i64)
-            .bind(supplier.map(Symbol::as_str))
-            .bind(ms(now))
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE borrowing SET state = ?, position = ?, supplier = COALESCE(?, supplier), due_date = ?, resume_state = ?,
+               supplier_item = ?, asked_at = CASE WHEN ? THEN ? ELSE asked_at END, updated_at = ? WHERE id = ?",
+        )
+        .bind(step.state.as_str())
+        .bind(step.position as i64)
+        .bind(supplier.map(Symbol::as_str))
+        .bind(step.due.map(|d| d.to_string()))
+        .bind(step.resume.map(BorrowingState::as_str))
+        .bind(&step.supplier_item)
+        .bind(asked)
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
@@ -506,6 +554,53 @@ impl Store {
         rows.iter().map(lending_from_row).collect()
     }
 
+    /// Borrowing requests in any of `states`.
+    pub async fn borrowing_in(&self, states: &[BorrowingState]) -> Result<Vec<BorrowingRecord>> {
+        let mut out = vec![];
+        let mut conn = self.reader.acquire().await?;
+        for s in states {
+            let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM borrowing WHERE state = ? ORDER BY updated_at")
+                .bind(s.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+            for id in ids {
+                if let Some(r) = Self::borrowing(&mut conn, &id).await? {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lending requests in any of `states`.
+    pub async fn lending_in(&self, states: &[LendingState]) -> Result<Vec<LendingRecord>> {
+        let mut out = vec![];
+        for s in states {
+            let rows = sqlx::query("SELECT * FROM lending WHERE state = ? ORDER BY updated_at")
+                .bind(s.as_str())
+                .fetch_all(&self.reader)
+                .await?;
+            for r in &rows {
+                out.push(lending_from_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When each request of `side` first reached each state, from its timeline.
+    pub async fn first_state_times(
+        &self,
+        side: &str,
+    ) -> Result<std::collections::HashMap<(String, String), DateTime<Utc>>> {
+        let rows = sqlx::query(
+            "SELECT request_id, state, MIN(at) AS at FROM timeline WHERE side = ? GROUP BY request_id, state",
+        )
+        .bind(side)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(|r| ((r.get("request_id"), r.get("state")), from_ms(r.get("at")))).collect())
+    }
+
     /// Live loans and reservations to `borrower` (for the agreement's maximum outstanding).
     pub async fn outstanding_to(conn: &mut SqliteConnection, borrower: &Symbol) -> Result<u32> {
         let n: i64 = sqlx::query_scalar(
@@ -517,22 +612,26 @@ impl Store {
         Ok(n as u32)
     }
 
+    /// Store the outcome of a lending transition.
     pub async fn update_lending(
         conn: &mut SqliteConnection,
         id: &str,
-        state: LendingState,
-        item_barcode: Option<&str>,
-        reason_unfilled: Option<&str>,
+        step: &LendingStep,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query("UPDATE lending SET state = ?, item_barcode = ?, reason_unfilled = COALESCE(?, reason_unfilled), updated_at = ? WHERE id = ?")
-            .bind(state.as_str())
-            .bind(item_barcode)
-            .bind(reason_unfilled)
-            .bind(ms(now))
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE lending SET state = ?, item_barcode = ?, reason_unfilled = COALESCE(?, reason_unfilled), due_date = ?,
+               renew_pending = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(step.state.as_str())
+        .bind(&step.item_barcode)
+        .bind(step.reason_unfilled.map(|r| r.as_str()))
+        .bind(step.due.map(|d| d.to_string()))
+        .bind(step.renew_pending)
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
@@ -897,5 +996,7 @@ fn lending_from_row(r: &SqliteRow) -> Result<LendingRecord> {
         note: r.get("note"),
         created_at: from_ms(r.get("created_at")),
         updated_at: from_ms(r.get("updated_at")),
+        due: r.get::<Option<String>, _>("due_date").and_then(|d| d.parse().ok()),
+        renew_pending: r.get("renew_pending"),
     })
 }

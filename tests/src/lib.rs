@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rota_certs::profile::{LoadedProfile, Profile};
-use rota_node::clock::SystemClock;
+use rota_node::clock::{Clock, SystemClock};
 use rota_node::config::Config;
 use rota_node::runtime::RunningNode;
 use rota_proto::peer::peer_client::PeerClient;
@@ -60,6 +60,7 @@ pub struct TestNode {
     pub staff: StaffClient<Channel>,
     /// Keeps the temporary directory alive as long as the node.
     pub dir: Arc<TempDir>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Initialise a node in a fresh temporary directory (not started).
@@ -82,15 +83,46 @@ pub async fn init_node(root: &Path, symbol: &str) -> (PathBuf, TcpListener, Stri
 
 /// Start a node called `symbol` on an ephemeral port, with its own CA.
 pub async fn start_node(symbol: &str) -> TestNode {
+    start_node_with(symbol, NodeOptions::default()).await
+}
+
+/// How a test node differs from the defaults.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub clock: Arc<dyn Clock>,
+    /// Lines replacing keys in config.toml, e.g. `("tick_ms = 1000", "tick_ms = 20")`.
+    pub config_edits: Vec<(&'static str, &'static str)>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions { clock: Arc::new(SystemClock), config_edits: vec![("tick_ms = 1000", "tick_ms = 25")] }
+    }
+}
+
+fn edit_config(data_dir: &Path, edits: &[(&str, &str)]) {
+    let path = data_dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "config.toml has no {from:?}:\n{text}");
+        text = text.replace(from, to);
+    }
+    std::fs::write(&path, text).unwrap();
+}
+
+/// Start a node with options.
+pub async fn start_node_with(symbol: &str, opts: NodeOptions) -> TestNode {
     setup();
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let (data_dir, listener, url) = init_node(dir.path(), symbol).await;
+    edit_config(&data_dir, &opts.config_edits);
     let config = Config::load(&data_dir).unwrap();
-    let running = RunningNode::start_with(config, listener, Arc::new(SystemClock)).await.unwrap();
+    let clock = opts.clock.clone();
+    let running = RunningNode::start_with(config, listener, clock.clone()).await.unwrap();
     let profile_path = data_dir.join("profiles/admin/profile.toml");
     let profile = Profile::load(&profile_path).unwrap();
     let staff = staff_client(&profile).await;
-    TestNode { symbol: symbol.into(), data_dir, url, profile_path, profile, running, staff, dir }
+    TestNode { symbol: symbol.into(), data_dir, url, profile_path, profile, running, staff, dir, clock }
 }
 
 /// A staff client for a profile.
@@ -101,6 +133,19 @@ pub async fn staff_client(p: &LoadedProfile) -> StaffClient<Channel> {
 }
 
 impl TestNode {
+    /// Stop the node (its data stays).
+    pub async fn stop(self) -> StoppedNode {
+        let TestNode { symbol, data_dir, url, running, dir, clock, .. } = self;
+        let addr = running.addr;
+        running.stop().await.unwrap();
+        StoppedNode { symbol, data_dir, url, addr, dir, clock }
+    }
+
+    /// Stop and start again on the same address and data directory.
+    pub async fn restart(self) -> TestNode {
+        self.stop().await.start().await
+    }
+
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.data_dir.join(rel)).unwrap()
     }
@@ -204,4 +249,82 @@ pub fn bin_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// A node that was stopped and can be started again.
+pub struct StoppedNode {
+    pub symbol: String,
+    pub data_dir: PathBuf,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    dir: Arc<TempDir>,
+    clock: Arc<dyn Clock>,
+}
+
+impl StoppedNode {
+    pub fn edit_config(&self, edits: &[(&str, &str)]) {
+        edit_config(&self.data_dir, edits);
+    }
+
+    pub async fn start(self) -> TestNode {
+        let StoppedNode { symbol, data_dir, url, addr, dir, clock } = self;
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let running = RunningNode::start_with(Config::load(&data_dir).unwrap(), listener, clock.clone()).await.unwrap();
+        let profile_path = data_dir.join("profiles/admin/profile.toml");
+        let profile = Profile::load(&profile_path).unwrap();
+        let staff = staff_client(&profile).await;
+        TestNode { symbol, data_dir, url, profile_path, profile, running, staff, dir, clock }
+    }
+}
+
+/// Create a request for `isbn` at `node` and return its id.
+pub async fn request_isbn(node: &mut TestNode, title: &str, isbn: &str) -> String {
+    node.staff
+        .create_request(spb::CreateRequestRequest {
+            citation: Some(spb::Citation { title: title.into(), isbn: isbn.into(), ..Default::default() }),
+            patron_id: "P-100".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+impl TestNode {
+    /// Run a borrowing action.
+    pub async fn borrow_act(&mut self, id: &str, action: &str) -> Result<spb::BorrowingRequest, tonic::Status> {
+        self.staff
+            .borrowing_action(spb::BorrowingActionRequest {
+                id: id.into(),
+                action: action.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Run a lending action.
+    pub async fn lend_act(&mut self, req: spb::LendingActionRequest) -> Result<spb::LendingRequest, tonic::Status> {
+        self.staff.lending_action(req).await.map(|r| r.into_inner())
+    }
+
+    /// Wait until lending request `id` reaches `state`.
+    pub async fn wait_lending(&mut self, id: &str, state: &str) -> spb::LendingRequest {
+        let staff = self.staff.clone();
+        eventually(&format!("lending request {id} to be {state}"), PATIENCE, || {
+            let mut s = staff.clone();
+            let id = id.to_owned();
+            let state = state.to_owned();
+            async move {
+                let r = s.get_lending(spb::IdRequest { id }).await.ok()?.into_inner();
+                (r.state == state).then_some(r)
+            }
+        })
+        .await
+    }
+
+    pub async fn item_status(&mut self, barcode: &str) -> String {
+        self.staff.get_item(spb::BarcodeRequest { barcode: barcode.into() }).await.unwrap().into_inner().status
+    }
 }

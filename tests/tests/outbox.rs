@@ -10,7 +10,7 @@ use rota_node::runtime::RunningNode;
 use rota_proto::staff as spb;
 use rota_tests::{PATIENCE, eventually, partner_up, start_node};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_wait_for_a_partner_that_is_down_and_are_delivered_once() {
@@ -20,10 +20,7 @@ async fn messages_wait_for_a_partner_that_is_down_and_are_delivered_once() {
     uva.add_item("UVA-1", "Glad reunion", "0914520407", "available").await;
 
     // UVA goes down.
-    let addr = uva.running.addr;
-    let uva_dir = uva.data_dir.clone();
-    let TestNodeParts { running, _rest: _keep_dir } = TestNodeParts::from(uva);
-    running.stop().await.unwrap();
+    let stopped = uva.stop().await;
 
     let r = dgw
         .staff
@@ -52,34 +49,15 @@ async fn messages_wait_for_a_partner_that_is_down_and_are_delivered_once() {
     assert_eq!(p.pending_messages, 1);
 
     // UVA comes back on the same address: the request goes through, once.
-    let listener = TcpListener::bind(addr).await.unwrap();
-    let back = RunningNode::start_with(Config::load(&uva_dir).unwrap(), listener, Arc::new(SystemClock)).await.unwrap();
+    let mut uva = stopped.start().await;
     let done = dgw.wait_state(&r.id, "will_supply").await;
     assert_eq!(done.supplier, "UVA");
     let p = dgw.staff.get_partner(spb::SymbolRequest { symbol: "UVA".into() }).await.unwrap().into_inner();
     assert_eq!(p.pending_messages, 0);
-    let mut uva_staff = rota_tests::staff_client(
-        &rota_certs::profile::Profile::load(&uva_dir.join("profiles/admin/profile.toml")).unwrap(),
-    )
-    .await;
-    let list = uva_staff.list_lending(spb::ListRequest::default()).await.unwrap().into_inner();
+    let list = uva.staff.list_lending(spb::ListRequest::default()).await.unwrap().into_inner();
     assert_eq!(list.requests.len(), 1);
-    let l = uva_staff.get_lending(spb::IdRequest { id: r.id.clone() }).await.unwrap().into_inner();
+    let l = uva.lending(&r.id).await.unwrap();
     assert_eq!(l.timeline.iter().filter(|e| e.event == "request_received").count(), 1);
-    back.stop().await.unwrap();
-}
-
-/// Lets a test take a node apart to stop it while keeping its data directory.
-struct TestNodeParts {
-    running: RunningNode,
-    _rest: Box<dyn std::any::Any>,
-}
-
-impl From<rota_tests::TestNode> for TestNodeParts {
-    fn from(n: rota_tests::TestNode) -> Self {
-        let rota_tests::TestNode { running, symbol, data_dir, url, profile_path, profile, staff, dir } = n;
-        TestNodeParts { running, _rest: Box::new((symbol, data_dir, url, profile_path, profile, staff, dir)) }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

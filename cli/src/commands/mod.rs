@@ -8,6 +8,7 @@ pub mod node;
 pub mod partner;
 pub mod request;
 pub mod staff;
+pub mod worklist;
 
 /// `Some(s)` → `s`, `None` → empty (proto3 strings have no "unset").
 pub fn or_empty(s: Option<String>) -> String {

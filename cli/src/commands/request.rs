@@ -1,11 +1,29 @@
 //! `rota request …`: borrowing requests.
 
-use rota_proto::staff::{Citation, CreateRequestRequest, IdRequest, ListRequest};
+use rota_proto::staff::{BorrowingActionRequest, Citation, CreateRequestRequest, IdRequest, ListRequest};
 
 use super::or_empty;
 use crate::RequestCmd;
 use crate::context::{Ctx, RpcResult};
-use crate::output::{borrowing_json, current_lender, identifiers, print_fields, print_json, rota_table, table, time};
+use crate::output::{
+    borrowing_brief, borrowing_json, current_lender, identifiers, print_fields, print_json, rota_table, table, time,
+};
+
+/// Send one staff action on a borrowing request and print the request as it now is.
+async fn action(ctx: &Ctx, request: BorrowingActionRequest) -> anyhow::Result<()> {
+    let mut node = ctx.connect().await?;
+    let r = node.client.borrowing_action(request).await.rpc(&node.url)?;
+    if ctx.json {
+        return print_json(&borrowing_json(&r));
+    }
+    print_fields(&borrowing_brief(&r));
+    Ok(())
+}
+
+/// An action that takes nothing but the request id.
+fn plain(id: String, action: &str) -> BorrowingActionRequest {
+    BorrowingActionRequest { id, action: action.to_owned(), ..Default::default() }
+}
 
 pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
     match cmd {
@@ -85,6 +103,8 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
                 ("note", r.note.clone()),
                 ("need before", r.need_before.clone()),
                 ("supplier", r.supplier.clone()),
+                ("supplier item", r.supplier_item.clone()),
+                ("due date", r.due_date.clone()),
                 ("created", time(r.created_at_unix_ms)),
                 ("updated", time(r.updated_at_unix_ms)),
             ]);
@@ -96,6 +116,26 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
             }
             crate::output::print_timeline(&r.timeline);
         }
+        RequestCmd::Receive { id, barcode } => {
+            let request = BorrowingActionRequest {
+                id,
+                action: "receive".to_owned(),
+                barcode: or_empty(barcode),
+                ..Default::default()
+            };
+            return action(ctx, request).await;
+        }
+        RequestCmd::Cancel { id, reason } => {
+            let request = BorrowingActionRequest { id, action: "cancel".to_owned(), reason, ..Default::default() };
+            return action(ctx, request).await;
+        }
+        RequestCmd::Loan { id } => return action(ctx, plain(id, "loan")).await,
+        RequestCmd::Return { id } => return action(ctx, plain(id, "return")).await,
+        RequestCmd::ShipReturn { id } => return action(ctx, plain(id, "ship-return")).await,
+        RequestCmd::Renew { id } => return action(ctx, plain(id, "renew")).await,
+        RequestCmd::Accept { id } => return action(ctx, plain(id, "accept")).await,
+        RequestCmd::Decline { id } => return action(ctx, plain(id, "decline")).await,
+        RequestCmd::Lost { id } => return action(ctx, plain(id, "lost")).await,
     }
     Ok(())
 }

@@ -168,6 +168,22 @@ fn action_to_proto(a: RequesterAction) -> pb::RequesterAction {
     }
 }
 
+fn yes_no_from_proto(field: &str, v: i32) -> Result<Option<bool>, FieldError> {
+    Ok(match enum_field::<pb::YesNo>(field, v)? {
+        pb::YesNo::Unspecified => None,
+        pb::YesNo::Yes => Some(true),
+        pb::YesNo::No => Some(false),
+    })
+}
+
+fn yes_no_to_proto(v: Option<bool>) -> pb::YesNo {
+    match v {
+        None => pb::YesNo::Unspecified,
+        Some(true) => pb::YesNo::Yes,
+        Some(false) => pb::YesNo::No,
+    }
+}
+
 // -- peer: envelopes -------------------------------------------------------------------------
 
 /// Check a request id: `<SYMBOL>-<n>`, at most 40 characters.
@@ -237,20 +253,17 @@ pub fn envelope_from_proto(e: pb::Envelope) -> Result<Envelope, FieldError> {
                 reason_unfilled,
                 due_date: check_date("supplier.due_date", &due_date)?,
                 item_id: check_text("supplier.item_id", &item_id, 64, false)?,
-                answer: match enum_field::<pb::YesNo>("supplier.answer", answer)? {
-                    pb::YesNo::Unspecified => None,
-                    pb::YesNo::Yes => Some(true),
-                    pb::YesNo::No => Some(false),
-                },
+                answer: yes_no_from_proto("supplier.answer", answer)?,
                 condition: check_text("supplier.condition", &condition, 200, false)?,
                 note: check_text("supplier.note", &note, 2000, false)?,
             })
         }
         pb::envelope::Body::Requester(r) => {
-            let pb::RequesterMessage { action, note } = r;
+            let pb::RequesterMessage { action, note, answer } = r;
             Body::Requester(RequesterBody {
                 action: action_from_proto(action)?,
                 note: check_text("requester.note", &note, 2000, false)?,
+                answer: yes_no_from_proto("requester.answer", answer)?,
             })
         }
     };
@@ -271,17 +284,14 @@ pub fn envelope_to_proto(e: &Envelope) -> pb::Envelope {
             reason_unfilled: reason_to_proto(s.reason_unfilled) as i32,
             due_date: date_string(s.due_date),
             item_id: s.item_id.clone(),
-            answer: match s.answer {
-                None => pb::YesNo::Unspecified,
-                Some(true) => pb::YesNo::Yes,
-                Some(false) => pb::YesNo::No,
-            } as i32,
+            answer: yes_no_to_proto(s.answer) as i32,
             condition: s.condition.clone(),
             note: s.note.clone(),
         }),
         Body::Requester(r) => pb::envelope::Body::Requester(pb::RequesterMessage {
             action: action_to_proto(r.action) as i32,
             note: r.note.clone(),
+            answer: yes_no_to_proto(r.answer) as i32,
         }),
     };
     pb::Envelope {
@@ -498,6 +508,8 @@ pub fn borrowing_to_proto(r: &BorrowingRecord, timeline: &[TimelineEntry]) -> sp
         created_at_unix_ms: ms(r.created_at),
         updated_at_unix_ms: ms(r.updated_at),
         timeline: timeline_to_proto(timeline),
+        due_date: date_string(r.due),
+        supplier_item: r.supplier_item.clone().unwrap_or_default(),
     }
 }
 
@@ -516,12 +528,41 @@ pub fn lending_to_proto(r: &LendingRecord, item: Option<&Item>, timeline: &[Time
         item_title: item.map(|i| i.title.clone()).unwrap_or_default(),
         item_call_number: item.map(|i| i.call_number.clone()).unwrap_or_default(),
         item_location: item.map(|i| i.location.clone()).unwrap_or_default(),
+        due_date: date_string(r.due),
+        renew_pending: r.renew_pending,
     }
 }
 
 /// The current time in the wire's unit.
 pub fn now_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+pub fn todo_to_proto(t: &crate::lifecycle::TodoItem) -> spb::TodoItem {
+    spb::TodoItem {
+        side: t.side.into(),
+        id: t.id.clone(),
+        state: t.state.clone(),
+        action: t.action.into(),
+        title: t.title.clone(),
+        partner: t.partner.clone(),
+        since_unix_ms: ms(t.since),
+    }
+}
+
+pub fn stats_to_proto(s: &crate::lifecycle::PartnerStats) -> spb::PartnerStats {
+    use crate::lifecycle::median;
+    spb::PartnerStats {
+        partner: s.partner.clone().unwrap_or_default(),
+        requests: s.requests,
+        filled: s.filled,
+        fill_rate: s.fill_rate(),
+        created_to_shipped_s: median(&s.created_to_shipped_s),
+        shipped_to_received_s: median(&s.shipped_to_received_s),
+        loaned_to_returned_s: median(&s.loaned_to_returned_s),
+        lent: s.lent,
+        borrowed: s.borrowed,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use rota_proto::staff as pb;
 use rota_proto::staff::staff_server::Staff;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::domain::{FieldError, PartnerStatus, Symbol, Tier, check_date};
+use crate::domain::{FieldError, PartnerStatus, ReasonUnfilled, Symbol, Tier, check_date};
 use crate::machine::{BorrowingState, LendingState};
 use crate::node::{AgreementPatch, NewRequest, Node};
 use crate::transport::convert;
@@ -239,5 +239,93 @@ impl Staff for StaffApi {
         staff_user(&req)?;
         let (rec, item, tl) = self.node.lending_request(&req.into_inner().id).await?;
         Ok(Response::new(convert::lending_to_proto(&rec, item.as_ref(), &tl)))
+    }
+
+    async fn borrowing_action(&self, req: Request<pb::BorrowingActionRequest>) -> R<pb::BorrowingRequest> {
+        let user = staff_user(&req)?;
+        let pb::BorrowingActionRequest { id, action, barcode, reason } = req.into_inner();
+        use crate::machine::BorrowingAction as A;
+        let action = match action.as_str() {
+            "receive" => A::Receive { barcode: (!barcode.trim().is_empty()).then(|| barcode.trim().to_owned()) },
+            "loan" => A::Loan,
+            "return" => A::Return,
+            "ship-return" => A::ShipReturn,
+            "cancel" => {
+                A::Cancel { reason: if reason.trim().is_empty() { "cancelled by staff".into() } else { reason } }
+            }
+            "renew" => A::Renew,
+            "accept" => A::Accept,
+            "decline" => A::Decline,
+            "lost" => A::Lost,
+            other => {
+                return Err(invalid(FieldError::new(
+                    "action",
+                    format!(
+                        "{other:?} is not one of receive, loan, return, ship-return, cancel, renew, accept, decline, lost"
+                    ),
+                )));
+            }
+        };
+        let rec = self.node.borrowing_action(&user, &id, action).await?;
+        let (rec, tl) = self.node.request(&rec.id).await?;
+        Ok(Response::new(convert::borrowing_to_proto(&rec, &tl)))
+    }
+
+    async fn lending_action(&self, req: Request<pb::LendingActionRequest>) -> R<pb::LendingRequest> {
+        let user = staff_user(&req)?;
+        let pb::LendingActionRequest { id, action, due, note, reason, code, answer } = req.into_inner();
+        use crate::lifecycle::LendingInput as I;
+        let due = check_date("due", &due).map_err(invalid)?;
+        let input = match action.as_str() {
+            "ship" => I::Ship { due, note },
+            "check-in" => I::CheckIn,
+            "reject" => {
+                I::Reject { reason: ReasonUnfilled::parse_field(reason.trim(), "reason").map_err(invalid)?, note }
+            }
+            "condition" => I::Condition { code, note },
+            "renew-answer" => I::RenewAnswer {
+                yes: match answer.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => return Err(invalid(FieldError::new("answer", format!("{other:?} is not yes or no")))),
+                },
+                due,
+            },
+            "recall" => I::Recall { note },
+            other => {
+                return Err(invalid(FieldError::new(
+                    "action",
+                    format!("{other:?} is not one of ship, check-in, reject, condition, renew-answer, recall"),
+                )));
+            }
+        };
+        let rec = self.node.lending_action(&user, &id, input).await?;
+        let (rec, item, tl) = self.node.lending_request(&rec.id).await?;
+        Ok(Response::new(convert::lending_to_proto(&rec, item.as_ref(), &tl)))
+    }
+
+    async fn pick_list(&self, req: Request<pb::Empty>) -> R<pb::LendingRequestList> {
+        staff_user(&req)?;
+        let list = self.node.pick_list().await?;
+        Ok(Response::new(pb::LendingRequestList {
+            requests: list.iter().map(|(r, i)| convert::lending_to_proto(r, i.as_ref(), &[])).collect(),
+        }))
+    }
+
+    async fn todo(&self, req: Request<pb::Empty>) -> R<pb::TodoReply> {
+        staff_user(&req)?;
+        let items = self.node.todo().await?;
+        Ok(Response::new(pb::TodoReply { items: items.iter().map(convert::todo_to_proto).collect() }))
+    }
+
+    async fn stats(&self, req: Request<pb::StatsRequest>) -> R<pb::StatsReply> {
+        staff_user(&req)?;
+        let partner = req.into_inner().partner;
+        let only = if partner.is_empty() { None } else { Some(symbol("partner", &partner)?) };
+        let (rows, all) = self.node.stats(only.as_ref()).await?;
+        Ok(Response::new(pb::StatsReply {
+            partners: rows.iter().map(convert::stats_to_proto).collect(),
+            overall: Some(convert::stats_to_proto(&all)),
+        }))
     }
 }

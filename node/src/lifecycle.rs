@@ -1,0 +1,368 @@
+//! The book's journey after "will supply": staff actions on both sides, the timers
+//! (expiry and overdue), and the worklists and statistics staff use to run the service.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::{Actor, FieldError, ReasonUnfilled, StaffUser, Symbol, check_text};
+use crate::error::{NodeError, Result};
+use crate::machine::{
+    BorrowingAction, BorrowingEvent, BorrowingState, LendingAction, LendingEvent, LendingState, borrowing_step,
+    lending_step,
+};
+use crate::node::Node;
+use crate::store::{BorrowingRecord, LendingRecord, Store};
+
+/// A lending action as staff enter it; the node fills in defaults from the agreement.
+#[derive(Clone, Debug)]
+pub enum LendingInput {
+    Ship { due: Option<NaiveDate>, note: String },
+    CheckIn,
+    Reject { reason: ReasonUnfilled, note: String },
+    Condition { code: String, note: String },
+    RenewAnswer { yes: bool, due: Option<NaiveDate> },
+    Recall { note: String },
+}
+
+/// One line of the worklist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TodoItem {
+    pub side: &'static str,
+    pub id: String,
+    pub state: String,
+    pub action: &'static str,
+    pub title: String,
+    pub partner: String,
+    pub since: DateTime<Utc>,
+}
+
+/// Figures for one partner (or all, with `partner: None`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartnerStats {
+    pub partner: Option<String>,
+    pub requests: u64,
+    pub filled: u64,
+    pub created_to_shipped_s: Vec<f64>,
+    pub shipped_to_received_s: Vec<f64>,
+    pub loaned_to_returned_s: Vec<f64>,
+    pub lent: u64,
+    pub borrowed: u64,
+}
+
+impl PartnerStats {
+    pub fn fill_rate(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { self.filled as f64 / self.requests as f64 }
+    }
+}
+
+/// The median of `v` (0 when empty).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+}
+
+impl Node {
+    fn today(&self) -> NaiveDate {
+        self.clock.now().date_naive()
+    }
+
+    /// Apply a staff action to a borrowing request.
+    pub async fn borrowing_action(&self, by: &StaffUser, id: &str, action: BorrowingAction) -> Result<BorrowingRecord> {
+        if let BorrowingAction::Cancel { reason } = &action {
+            check_text("reason", reason, 500, false)?;
+        }
+        if let BorrowingAction::Receive { barcode: Some(b) } = &action {
+            check_text("barcode", b, 64, true)?;
+        }
+        self.borrowing_event(id, BorrowingEvent::Staff(action), &Actor::Staff(by.to_string())).await?;
+        self.store.borrowing_read(id).await?.ok_or_else(|| NodeError::NotFound(format!("no borrowing request {id:?}")))
+    }
+
+    /// Apply one event to a borrowing request in its own transaction.
+    async fn borrowing_event(&self, id: &str, event: BorrowingEvent, cause: &Actor) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let rec = Store::borrowing(&mut tx, id)
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no borrowing request {id:?}")))?;
+        let step = borrowing_step(&rec.view(), &event)?;
+        let mut wake = vec![];
+        self.apply_borrowing(&mut tx, &rec, step, cause, now, &mut wake).await?;
+        tx.commit().await?;
+        for p in &wake {
+            self.wake(p);
+        }
+        Ok(())
+    }
+
+    /// Apply a staff action to a lending request. Due dates default to the agreement's
+    /// loan period from today (ship) or from the current due date (renewal).
+    pub async fn lending_action(&self, by: &StaffUser, id: &str, input: LendingInput) -> Result<LendingRecord> {
+        let today = self.today();
+        let rec = self
+            .store
+            .lending_read(id)
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
+        let loan_days = i64::from(self.store.agreement(&rec.borrower).await?.loan_days);
+        let future = |field: &str, d: NaiveDate| -> Result<NaiveDate> {
+            if d < today {
+                return Err(FieldError::new(field, format!("{d} is in the past")).into());
+            }
+            Ok(d)
+        };
+        let action = match input {
+            LendingInput::Ship { due, note } => LendingAction::Ship {
+                due: match due {
+                    Some(d) => future("due", d)?,
+                    None => today + chrono::Duration::days(loan_days),
+                },
+                note: check_text("note", &note, 1000, false)?,
+            },
+            LendingInput::CheckIn => LendingAction::CheckIn,
+            LendingInput::Reject { reason, note } => {
+                LendingAction::Reject { reason, note: check_text("note", &note, 1000, false)? }
+            }
+            LendingInput::Condition { code, note } => {
+                let code = check_text("code", &code, 64, true)?;
+                LendingAction::Condition { code, note: check_text("note", &note, 1000, false)? }
+            }
+            LendingInput::RenewAnswer { yes, due } => LendingAction::RenewAnswer {
+                yes,
+                due: match (yes, due) {
+                    (false, _) => None,
+                    (true, Some(d)) => Some(future("due", d)?),
+                    (true, None) => Some(rec.due.unwrap_or(today).max(today) + chrono::Duration::days(loan_days)),
+                },
+            },
+            LendingInput::Recall { note } => LendingAction::Recall { note: check_text("note", &note, 1000, false)? },
+        };
+        self.lending_event(id, LendingEvent::Staff(action), &Actor::Staff(by.to_string())).await?;
+        self.store.lending_read(id).await?.ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))
+    }
+
+    async fn lending_event(&self, id: &str, event: LendingEvent, cause: &Actor) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let rec = Store::lending(&mut tx, id)
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
+        let step = lending_step(&rec.view(), &event)?;
+        let mut wake = vec![];
+        self.apply_lending(&mut tx, &rec, step, cause, now, &mut wake).await?;
+        tx.commit().await?;
+        for p in &wake {
+            self.wake(p);
+        }
+        Ok(())
+    }
+
+    // ===================================================================================
+    // Timers
+
+    /// Fire every timer that is due now: unanswered requests past their lender's expiry
+    /// window, stale conditional offers, and loans past their due date. A timer that fell
+    /// due while the node was down fires on the first tick after start. Returns how many
+    /// fired.
+    pub async fn tick(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let mut fired = 0;
+        for rec in self.store.borrowing_in(&[BorrowingState::Sent, BorrowingState::Conditional]).await? {
+            let (Some(lender), Some(asked)) = (rec.rota.get(rec.position), rec.asked_at) else { continue };
+            let window = self.store.agreement(&lender.partner).await?.expiry_seconds;
+            if now >= asked + chrono::Duration::seconds(window as i64) {
+                fired += self.fire_borrowing(&rec.id, BorrowingEvent::Expire).await;
+            }
+        }
+        for rec in self
+            .store
+            .borrowing_in(&[BorrowingState::Shipped, BorrowingState::Received, BorrowingState::LoanedToPatron])
+            .await?
+        {
+            if rec.due.is_some_and(|d| d < today) {
+                fired += self.fire_borrowing(&rec.id, BorrowingEvent::DuePassed).await;
+            }
+        }
+        for rec in self.store.lending_in(&[LendingState::Conditional]).await? {
+            let window = self.store.agreement(&rec.borrower).await?.expiry_seconds;
+            if now >= rec.updated_at + chrono::Duration::seconds(window as i64) {
+                fired += self.fire_lending(&rec.id, LendingEvent::Expire).await;
+            }
+        }
+        for rec in self.store.lending_in(&[LendingState::Shipped]).await? {
+            if rec.due.is_some_and(|d| d < today) {
+                fired += self.fire_lending(&rec.id, LendingEvent::DuePassed).await;
+            }
+        }
+        Ok(fired)
+    }
+
+    async fn fire_borrowing(&self, id: &str, e: BorrowingEvent) -> usize {
+        match self.borrowing_event(id, e, &Actor::Node).await {
+            Ok(()) => 1,
+            // Raced with a message or a staff action: the state moved on; nothing to do.
+            Err(NodeError::Illegal(_)) => 0,
+            Err(err) => {
+                tracing::warn!(request = %id, error = %err, "timer failed");
+                0
+            }
+        }
+    }
+
+    async fn fire_lending(&self, id: &str, e: LendingEvent) -> usize {
+        match self.lending_event(id, e, &Actor::Node).await {
+            Ok(()) => 1,
+            Err(NodeError::Illegal(_)) => 0,
+            Err(err) => {
+                tracing::warn!(request = %id, error = %err, "timer failed");
+                0
+            }
+        }
+    }
+
+    // ===================================================================================
+    // Worklists
+
+    /// What to pull from the shelf: lending requests the node said yes to, with their
+    /// items, sorted by location, then call number, then barcode (one walk through the stacks).
+    pub async fn pick_list(&self) -> Result<Vec<(LendingRecord, Option<crate::domain::Item>)>> {
+        let mut v = self.lending_requests(Some(LendingState::WillSupply), 10_000).await?;
+        v.sort_by(|(a, ai), (b, bi)| {
+            let key = |i: &Option<crate::domain::Item>, r: &LendingRecord| {
+                i.as_ref().map_or((String::new(), String::new(), r.item_barcode.clone().unwrap_or_default()), |i| {
+                    (i.location.clone(), i.call_number.clone(), i.barcode.clone())
+                })
+            };
+            key(ai, a).cmp(&key(bi, b))
+        });
+        Ok(v)
+    }
+
+    /// Everything that needs a person, oldest first.
+    pub async fn todo(&self) -> Result<Vec<TodoItem>> {
+        use BorrowingState as B;
+        use LendingState as L;
+        let mut out = vec![];
+        for r in self
+            .store
+            .borrowing_in(&[B::Shipped, B::Overdue, B::Unfilled, B::Conditional, B::Recalled, B::ReturnedByPatron])
+            .await?
+        {
+            let action = match r.state {
+                B::Shipped => "receive the item when it arrives",
+                B::Overdue => "get the item back from the patron: it is overdue",
+                B::Unfilled => "no lender could supply it: tell the patron or try elsewhere",
+                B::Conditional => "accept or decline the lender's conditions",
+                B::Recalled => "the lender recalled it: get it back and ship it",
+                _ => "ship the item back to the lender",
+            };
+            let partner = r.supplier.clone().or_else(|| r.rota.get(r.position).map(|e| e.partner.clone()));
+            out.push(TodoItem {
+                side: "borrowing",
+                id: r.id.clone(),
+                state: r.state.to_string(),
+                action,
+                title: r.citation.title.clone(),
+                partner: partner.map(|p| p.to_string()).unwrap_or_default(),
+                since: r.updated_at,
+            });
+        }
+        for r in self.store.lending_in(&[L::WillSupply, L::ReturnShipped, L::Overdue, L::Shipped]).await? {
+            let action = match r.state {
+                L::WillSupply => "pull the item from the shelf and ship it",
+                L::ReturnShipped => "check in the returned item",
+                L::Overdue => "the loan is overdue: chase the borrower or recall it",
+                _ if r.renew_pending => "answer the renewal request",
+                _ => continue,
+            };
+            out.push(TodoItem {
+                side: "lending",
+                id: r.id.clone(),
+                state: r.state.to_string(),
+                action,
+                title: r.citation.title.clone(),
+                partner: r.borrower.to_string(),
+                since: r.updated_at,
+            });
+        }
+        out.sort_by_key(|t| t.since);
+        Ok(out)
+    }
+
+    /// Fill rate, turnaround medians and lent/borrowed counts per partner and overall.
+    pub async fn stats(&self, only: Option<&Symbol>) -> Result<(Vec<PartnerStats>, PartnerStats)> {
+        let times = self.store.first_state_times("borrowing").await?;
+        let at = |id: &str, state: &str| times.get(&(id.to_owned(), state.to_owned())).copied();
+        let secs = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
+            (Some(a), Some(b)) if b >= a => Some((b - a).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        let mut per: HashMap<String, PartnerStats> = HashMap::new();
+        let mut all = PartnerStats::default();
+        for r in self.store.list_borrowing(None, 1_000_000).await? {
+            for e in r.rota.iter().filter(|e| e.outcome != crate::machine::SlotOutcome::Pending) {
+                let s = per.entry(e.partner.to_string()).or_default();
+                s.requests += 1;
+                all.requests += 1;
+                if e.outcome == crate::machine::SlotOutcome::Supplying {
+                    s.filled += 1;
+                    all.filled += 1;
+                }
+            }
+            let Some(sup) = &r.supplier else { continue };
+            let shipped = at(&r.id, "shipped");
+            let s = per.entry(sup.to_string()).or_default();
+            if shipped.is_some() {
+                s.borrowed += 1;
+                all.borrowed += 1;
+            }
+            let samples = [
+                secs(Some(r.created_at), shipped),
+                secs(shipped, at(&r.id, "received")),
+                secs(at(&r.id, "loaned_to_patron"), at(&r.id, "returned_by_patron")),
+            ];
+            for (i, v) in samples.into_iter().enumerate() {
+                if let Some(v) = v {
+                    for t in [&mut *s, &mut all] {
+                        [&mut t.created_to_shipped_s, &mut t.shipped_to_received_s, &mut t.loaned_to_returned_s][i]
+                            .push(v);
+                    }
+                }
+            }
+        }
+        let lent_times = self.store.first_state_times("lending").await?;
+        for r in self.store.list_lending(None, 1_000_000).await? {
+            if lent_times.contains_key(&(r.id.clone(), "shipped".to_owned())) {
+                per.entry(r.borrower.to_string()).or_default().lent += 1;
+                all.lent += 1;
+            }
+        }
+        let mut rows: Vec<PartnerStats> = per
+            .into_iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.as_str() == p))
+            .map(|(p, mut s)| {
+                s.partner = Some(p);
+                s
+            })
+            .collect();
+        rows.sort_by(|a, b| a.partner.cmp(&b.partner));
+        Ok((rows, all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn medians() {
+        assert_eq!(super::median(&[]), 0.0);
+        assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

@@ -1,0 +1,384 @@
+//! The book's whole journey and the races around it, with real nodes (DESIGN §6).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use rota_node::clock::ManualClock;
+use rota_proto::staff as spb;
+use rota_tests::{NodeOptions, partner_up, request_isbn, start_node, start_node_with};
+
+const ISBN: &str = "0914520407";
+
+fn lend(id: &str, action: &str) -> spb::LendingActionRequest {
+    spb::LendingActionRequest { id: id.into(), action: action.into(), ..Default::default() }
+}
+
+fn events(tl: &[spb::TimelineEvent]) -> Vec<&str> {
+    tl.iter().map(|e| e.event.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_journey_to_completed_on_both_sides() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&id, "will_supply").await;
+
+    // The lender's pick list shows the item; shipping sets the due date from the agreement (28 days).
+    let picks = uva.staff.pick_list(spb::Empty {}).await.unwrap().into_inner().requests;
+    assert_eq!(picks.iter().map(|p| p.item_barcode.as_str()).collect::<Vec<_>>(), ["UVA-1"]);
+    let shipped = uva.lend_act(lend(&id, "ship")).await.unwrap();
+    let due = (Utc::now().date_naive() + chrono::Duration::days(28)).to_string();
+    assert_eq!((shipped.state.as_str(), shipped.due_date.as_str()), ("shipped", due.as_str()));
+    assert_eq!(uva.item_status("UVA-1").await, "on_loan");
+    let b = dgw.wait_state(&id, "shipped").await;
+    assert_eq!((b.due_date.as_str(), b.supplier_item.as_str()), (due.as_str(), "UVA-1"));
+
+    // A wrong barcode on arrival is refused and names both barcodes.
+    let e = dgw
+        .staff
+        .borrowing_action(spb::BorrowingActionRequest {
+            id: id.clone(),
+            action: "receive".into(),
+            barcode: "X-9".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("X-9") && e.message().contains("UVA-1"), "{}", e.message());
+    dgw.staff
+        .borrowing_action(spb::BorrowingActionRequest {
+            id: id.clone(),
+            action: "receive".into(),
+            barcode: "UVA-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dgw.borrow_act(&id, "loan").await.unwrap().state, "loaned_to_patron");
+    // An action that makes no sense now is refused, naming the state.
+    let e = dgw.borrow_act(&id, "receive").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("loaned_to_patron"), "{}", e.message());
+    assert_eq!(dgw.borrow_act(&id, "return").await.unwrap().state, "returned_by_patron");
+    assert_eq!(dgw.borrow_act(&id, "ship-return").await.unwrap().state, "return_shipped");
+    uva.wait_lending(&id, "return_shipped").await;
+    let todo = uva.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
+    assert!(todo.iter().any(|t| t.id == id && t.action.contains("check in")), "{todo:?}");
+    assert_eq!(uva.lend_act(lend(&id, "check-in")).await.unwrap().state, "completed");
+    assert_eq!(uva.item_status("UVA-1").await, "available");
+    let done = dgw.wait_state(&id, "completed").await;
+
+    assert_eq!(
+        events(&done.timeline),
+        [
+            "created",
+            "request_sent",
+            "answer_received",
+            "answer_received",
+            "received",
+            "loaned",
+            "returned",
+            "return_shipped",
+            "answer_received"
+        ]
+    );
+    let l = uva.lending(&id).await.unwrap();
+    assert_eq!(
+        events(&l.timeline),
+        [
+            "request_received",
+            "answer_sent",
+            "reserved",
+            "answer_sent",
+            "borrower_received",
+            "notification",
+            "notification",
+            "return_shipped",
+            "checked_in",
+            "answer_sent"
+        ]
+    );
+    // Timelines never go backwards in time.
+    for tl in [&done.timeline, &l.timeline] {
+        assert!(tl.windows(2).all(|w| w[0].at_unix_ms <= w[1].at_unix_ms));
+    }
+
+    // Statistics: one request to UVA, filled, shipped and received.
+    let stats = dgw.staff.stats(spb::StatsRequest::default()).await.unwrap().into_inner();
+    let uva_row = stats.partners.iter().find(|p| p.partner == "UVA").unwrap();
+    assert_eq!((uva_row.requests, uva_row.filled, uva_row.borrowed, uva_row.fill_rate), (1, 1, 1, 1.0));
+    assert!(uva_row.created_to_shipped_s > 0.0);
+    let lent = uva.staff.stats(spb::StatsRequest { partner: "DGW".into() }).await.unwrap().into_inner();
+    assert_eq!(lent.partners[0].lent, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_shipment_releases_the_item() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&id, "will_supply").await;
+    assert_eq!(dgw.borrow_act(&id, "cancel").await.unwrap().state, "cancel_pending");
+    dgw.wait_state(&id, "cancelled").await;
+    uva.wait_lending(&id, "cancelled").await;
+    assert_eq!(uva.item_status("UVA-1").await, "available");
+    // Shipping a cancelled request is refused.
+    assert!(uva.lend_act(lend(&id, "ship")).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_crosses_a_shipment_is_answered_no_and_the_item_comes_back() {
+    let mut dgw = start_node("DGW").await;
+    // UVA retries slowly, so its "shipped" message is still on its way when DGW cancels.
+    let opts = NodeOptions {
+        config_edits: vec![
+            ("tick_ms = 1000", "tick_ms = 25"),
+            ("backoff_initial_ms = 500", "backoff_initial_ms = 3000"),
+        ],
+        ..Default::default()
+    };
+    let mut uva = start_node_with("UVA", opts).await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&id, "will_supply").await;
+
+    let stopped = dgw.stop().await;
+    uva.lend_act(lend(&id, "ship")).await.unwrap();
+    // Wait until UVA's first attempt to tell DGW has failed and backed off.
+    rota_tests::eventually("UVA to fail delivering to DGW", rota_tests::PATIENCE, || {
+        let mut s = uva.staff.clone();
+        async move {
+            let p = s.get_partner(spb::SymbolRequest { symbol: "DGW".into() }).await.ok()?.into_inner();
+            (!p.last_delivery_error.is_empty()).then_some(())
+        }
+    })
+    .await;
+    let mut dgw = stopped.start().await;
+    // DGW still believes the item is on the shelf and cancels.
+    assert_eq!(dgw.borrow_act(&id, "cancel").await.unwrap().state, "cancel_pending");
+    let l = uva.wait_lending(&id, "shipped").await;
+    let cancel_seen = rota_tests::eventually("UVA to answer the cancel", rota_tests::PATIENCE, || {
+        let mut u = uva.staff.clone();
+        let id = id.clone();
+        async move {
+            let l = u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner();
+            l.timeline.iter().any(|e| e.event == "cancel_received").then_some(l)
+        }
+    })
+    .await;
+    assert_eq!(cancel_seen.state, "shipped", "{:?}", l.timeline);
+    // Once UVA's messages arrive, DGW is shipped and knows the cancel was refused.
+    let b = dgw.wait_state(&id, "shipped").await;
+    assert!(events(&b.timeline).contains(&"cancel_refused"), "{:#?}", b.timeline);
+    // The item comes back by the normal return path.
+    dgw.borrow_act(&id, "receive").await.unwrap();
+    dgw.borrow_act(&id, "ship-return").await.unwrap();
+    uva.wait_lending(&id, "return_shipped").await;
+    uva.lend_act(lend(&id, "check-in")).await.unwrap();
+    dgw.wait_state(&id, "completed").await;
+    assert_eq!(uva.item_status("UVA-1").await, "available");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_answered_yes_and_no_and_a_recall() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&id, "will_supply").await;
+    uva.lend_act(lend(&id, "ship")).await.unwrap();
+    dgw.wait_state(&id, "shipped").await;
+    dgw.borrow_act(&id, "receive").await.unwrap();
+    dgw.borrow_act(&id, "loan").await.unwrap();
+
+    // Renewal: yes, with a new due date.
+    assert_eq!(dgw.borrow_act(&id, "renew").await.unwrap().state, "renew_requested");
+    rota_tests::eventually("UVA to see the renewal", rota_tests::PATIENCE, || {
+        let mut u = uva.staff.clone();
+        let id = id.clone();
+        async move { u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner().renew_pending.then_some(()) }
+    })
+    .await;
+    let new_due = (Utc::now().date_naive() + chrono::Duration::days(60)).to_string();
+    let l = uva
+        .lend_act(spb::LendingActionRequest { answer: "yes".into(), due: new_due.clone(), ..lend(&id, "renew-answer") })
+        .await
+        .unwrap();
+    assert_eq!((l.due_date.as_str(), l.renew_pending), (new_due.as_str(), false));
+    let b = dgw.wait_state(&id, "loaned_to_patron").await;
+    assert_eq!(b.due_date, new_due);
+
+    // Renewal: no. The due date stays.
+    dgw.borrow_act(&id, "renew").await.unwrap();
+    rota_tests::eventually("UVA to see the second renewal", rota_tests::PATIENCE, || {
+        let mut u = uva.staff.clone();
+        let id = id.clone();
+        async move { u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner().renew_pending.then_some(()) }
+    })
+    .await;
+    uva.lend_act(spb::LendingActionRequest { answer: "no".into(), ..lend(&id, "renew-answer") }).await.unwrap();
+    let b = dgw.wait_state(&id, "loaned_to_patron").await;
+    assert_eq!(b.due_date, new_due);
+    assert!(events(&b.timeline).contains(&"renewal_refused"));
+
+    // A recall while the patron has it.
+    assert_eq!(uva.lend_act(lend(&id, "recall")).await.unwrap().state, "recalled");
+    dgw.wait_state(&id, "recalled").await;
+    dgw.borrow_act(&id, "return").await.unwrap();
+    dgw.borrow_act(&id, "ship-return").await.unwrap();
+    uva.wait_lending(&id, "return_shipped").await;
+    uva.lend_act(lend(&id, "check-in")).await.unwrap();
+    dgw.wait_state(&id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_offers_accepted_and_declined() {
+    let mut dgw = start_node("DGW").await;
+    let mut aaa = start_node("AAA").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    aaa.add_item("A-1", "Glad reunion", ISBN, "available").await;
+    uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
+
+    // Declined: AAA offers library use only; DGW declines; the rota rolls on to UVA.
+    let first = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&first, "will_supply").await;
+    let cond = spb::LendingActionRequest {
+        code: "LibraryUseOnly".into(),
+        note: "reading room only".into(),
+        ..lend(&first, "condition")
+    };
+    assert_eq!(aaa.lend_act(cond).await.unwrap().state, "conditional");
+    dgw.wait_state(&first, "conditional").await;
+    dgw.borrow_act(&first, "decline").await.unwrap();
+    let b = dgw.wait_state(&first, "will_supply").await;
+    assert_eq!(b.supplier, "UVA");
+    aaa.wait_lending(&first, "cancelled").await;
+    assert_eq!(aaa.item_status("A-1").await, "available");
+
+    // Accepted: the second request goes to AAA again, which offers conditions; DGW accepts.
+    let second = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&second, "will_supply").await;
+    aaa.lend_act(spb::LendingActionRequest { code: "LibraryUseOnly".into(), ..lend(&second, "condition") })
+        .await
+        .unwrap();
+    dgw.wait_state(&second, "conditional").await;
+    assert_eq!(dgw.borrow_act(&second, "accept").await.unwrap().state, "will_supply");
+    aaa.wait_lending(&second, "will_supply").await;
+    assert_eq!(dgw.request(&second).await.supplier, "AAA");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_expires_and_rolls_and_the_late_yes_is_cancelled() {
+    let mut dgw = start_node("DGW").await;
+    let mut aaa = start_node("AAA").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    aaa.add_item("A-1", "Glad reunion", ISBN, "available").await;
+    uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
+    dgw.staff
+        .set_agreement(spb::SetAgreementRequest {
+            partner: "AAA".into(),
+            expiry_seconds: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // AAA is down: it cannot answer within its 1 s window.
+    let stopped = aaa.stop().await;
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    let b = dgw.wait_state(&id, "will_supply").await;
+    assert_eq!(b.supplier, "UVA");
+    assert_eq!((b.rota[0].outcome.as_str(), b.rota[0].reason.as_str()), ("skipped", "expired"));
+    assert!(events(&b.timeline).contains(&"expired"));
+
+    // AAA comes back: it gets the request (and says yes), then the cancel; its copy is released.
+    let mut aaa = stopped.start().await;
+    aaa.wait_lending(&id, "cancelled").await;
+    assert_eq!(aaa.item_status("A-1").await, "available");
+    // Two lenders never both ship one request.
+    assert!(aaa.lend_act(lend(&id, "ship")).await.is_err());
+    assert_eq!(dgw.request(&id).await.supplier, "UVA");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_fires_from_the_due_date_on_both_sides() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
+    let mut dgw = start_node_with("DGW", opts.clone()).await;
+    let mut uva = start_node_with("UVA", opts).await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    dgw.wait_state(&id, "will_supply").await;
+    uva.lend_act(lend(&id, "ship")).await.unwrap();
+    dgw.wait_state(&id, "shipped").await;
+    dgw.borrow_act(&id, "receive").await.unwrap();
+    dgw.borrow_act(&id, "loan").await.unwrap();
+
+    clock.advance(chrono::Duration::days(30));
+    uva.wait_lending(&id, "overdue").await;
+    let b = dgw.wait_state(&id, "overdue").await;
+    assert!(b.timeline.iter().any(|e| e.event == "overdue"));
+    let todo = dgw.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
+    assert!(todo.iter().any(|t| t.id == id && t.state == "overdue"), "{todo:?}");
+    // Renewing an overdue loan.
+    dgw.borrow_act(&id, "renew").await.unwrap();
+    rota_tests::eventually("UVA to see the renewal", rota_tests::PATIENCE, || {
+        let mut u = uva.staff.clone();
+        let id = id.clone();
+        async move { u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner().renew_pending.then_some(()) }
+    })
+    .await;
+    let l =
+        uva.lend_act(spb::LendingActionRequest { answer: "yes".into(), ..lend(&id, "renew-answer") }).await.unwrap();
+    assert_eq!(l.state, "shipped");
+    dgw.wait_state(&id, "loaned_to_patron").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_for_the_last_copy_one_copy_reserved_once() {
+    let mut dgw = start_node("DGW").await;
+    let mut dgu = start_node("DGU").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    partner_up(&mut dgu, &mut uva, "p2p", "p2p").await;
+    uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
+    let (a, b) =
+        tokio::join!(request_isbn(&mut dgw, "Glad reunion", ISBN), request_isbn(&mut dgu, "Glad reunion", ISBN));
+    let ra = rota_tests::eventually("DGW's request to settle", rota_tests::PATIENCE, || {
+        let mut s = dgw.staff.clone();
+        let id = a.clone();
+        async move {
+            let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
+            matches!(r.state.as_str(), "will_supply" | "unfilled").then_some(r)
+        }
+    })
+    .await;
+    let rb = rota_tests::eventually("DGU's request to settle", rota_tests::PATIENCE, || {
+        let mut s = dgu.staff.clone();
+        let id = b.clone();
+        async move {
+            let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
+            matches!(r.state.as_str(), "will_supply" | "unfilled").then_some(r)
+        }
+    })
+    .await;
+    let mut states = [ra.state.as_str(), rb.state.as_str()];
+    states.sort();
+    assert_eq!(states, ["unfilled", "will_supply"]);
+    let loser = if ra.state == "unfilled" { &ra } else { &rb };
+    assert_eq!(loser.rota[0].reason, "NotOnShelf");
+    let list = uva.staff.list_lending(spb::ListRequest::default()).await.unwrap().into_inner().requests;
+    assert_eq!(list.iter().filter(|l| l.item_barcode == "U-1" && l.state == "will_supply").count(), 1);
+}
