@@ -2,9 +2,10 @@
 //!
 //! Every library runs its own Rota node; staff use this tool to talk to it over gRPC with
 //! mutual TLS, using a profile (node URL, staff certificate, key and CA) written by
-//! `rota-node init` or by `rota staff issue`. The tool manages partner cards and partners,
-//! agreements, holdings and CSV imports, staff certificates, borrowing and lending requests
-//! and the actions staff take on them, the daily worklist (`rota todo`) and statistics.
+//! `rota-node init` or by `rota staff issue`. The tool manages partner cards and partners
+//! (and their closure periods), agreements, holdings and CSV imports, staff certificates,
+//! borrowing requests (and a preview of the rota one would get) and lending requests and the
+//! actions staff take on them, the daily worklist (`rota todo`) and statistics.
 //!
 //! Layout: this file holds the command-line grammar (clap) and the dispatch; [`context`]
 //! loads the profile and connects; [`output`] formats tables, `key: value` lines, JSON and
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::context::Ctx;
 
@@ -44,6 +45,7 @@ Getting started:
   rota partner add their-library.card --tier p2p
   rota agreement set THEM --lend yes --borrow yes
   rota holdings import books.csv
+  rota preview --title \"Moby Dick\"           # who would be asked; sends nothing
   rota request create --title \"Moby Dick\" --patron P123
   rota todo                                  # what needs doing, every day
 
@@ -80,7 +82,8 @@ enum Command {
     /// Your library's partner card: the file you give to partner libraries.
     #[command(subcommand)]
     Card(CardCmd),
-    /// Partner libraries: add them from their card, list, suspend, resume, remove.
+    /// Partner libraries: add them from their card, list, suspend, resume, close for a
+    /// period, remove.
     #[command(subcommand)]
     Partner(PartnerCmd),
     /// Staff certificates: issue a profile for a colleague.
@@ -95,6 +98,21 @@ enum Command {
     /// Borrowing requests: ask partner libraries for an item for one of your patrons.
     #[command(subcommand)]
     Request(RequestCmd),
+    /// Show the rota a request for an item would get, with each lender's answer; sends nothing.
+    ///
+    /// The node builds the rota exactly as `rota request create` would (tiers, priorities,
+    /// agreements, closures, the ordering strategy) and asks each lender whether it holds the
+    /// item, but places no request. Lenders in the rota are numbered in the order they would
+    /// be asked; the others are shown with "-" and the reason they are left out. If your own
+    /// library has a copy on the shelf, that is shown first: `rota request create` refuses
+    /// such a request unless you pass --force. Give a title or at least one identifier.
+    #[command(after_help = "\
+Examples:
+  rota preview --title \"Moby Dick\" --isbn 9780142437247
+  rota preview --oclc 1234567 --format dvd --json
+Then, to place the request:
+  rota request create --title \"Moby Dick\" --isbn 9780142437247 --patron P123")]
+    Preview(PreviewArgs),
     /// Lending requests: what partner libraries have asked your library for.
     #[command(subcommand)]
     Lending(LendingCmd),
@@ -198,6 +216,28 @@ Then set what you lend to and borrow from it:
     Resume {
         /// The partner's institution symbol.
         symbol: String,
+    },
+    /// Close a partner for a period (holidays, a move): it is left out of new rotas meanwhile.
+    ///
+    /// Both dates are inclusive. Requests already with the partner are not affected; new
+    /// requests skip it from --from to --to. The partner is printed with all its current and
+    /// future closures; `rota partner show` lists them too.
+    #[command(after_help = "\
+Examples:
+  rota partner close DGW --from 2026-12-24 --to 2027-01-02 --note \"winter holidays\"
+  rota partner close DGW --from 2026-07-01 --to 2026-07-31 --note \"moving to the new building\"")]
+    Close {
+        /// The partner's institution symbol.
+        symbol: String,
+        /// The first day the partner is closed.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        from: chrono::NaiveDate,
+        /// The last day the partner is closed (the same as --from for a single day).
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        to: chrono::NaiveDate,
+        /// Why, e.g. "winter holidays", shown with the closure.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Remove a partner: its card is no longer trusted and it is no longer asked.
     #[command(after_help = "Example:\n  rota partner remove DGW")]
@@ -536,6 +576,39 @@ pub struct CreateRequestArgs {
     /// The date after which the patron no longer needs the item.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub need_before: Option<chrono::NaiveDate>,
+    /// Place the request even though one of our own copies is on the shelf (the node refuses
+    /// otherwise, naming the barcode).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The options of `rota preview`: a citation, as for `rota request create`.
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("citation").args(["title", "isbn", "oclc", "lccn", "issn"]).required(true).multiple(true)
+))]
+pub struct PreviewArgs {
+    /// Title of the wanted item.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Author, as in the catalogue ("Melville, Herman").
+    #[arg(long)]
+    pub author: Option<String>,
+    /// ISBN (10 or 13 digits).
+    #[arg(long)]
+    pub isbn: Option<String>,
+    /// OCLC number.
+    #[arg(long)]
+    pub oclc: Option<String>,
+    /// Library of Congress control number.
+    #[arg(long)]
+    pub lccn: Option<String>,
+    /// ISSN, for serials.
+    #[arg(long)]
+    pub issn: Option<String>,
+    /// The wanted format, e.g. book, dvd (as for `rota request create`).
+    #[arg(long, default_value = "book")]
+    pub format: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -711,6 +784,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Holdings(cmd) => commands::holdings::run(&ctx, cmd).await,
         Command::Agreement(cmd) => commands::agreement::run(&ctx, cmd).await,
         Command::Request(cmd) => commands::request::run(&ctx, cmd).await,
+        Command::Preview(args) => commands::request::preview(&ctx, args).await,
         Command::Lending(cmd) => commands::lending::run(&ctx, cmd).await,
         Command::Todo => commands::worklist::todo(&ctx).await,
         Command::Stats { partner } => commands::worklist::stats(&ctx, partner).await,
@@ -765,6 +839,25 @@ mod tests {
         let cli = Cli::try_parse_from(["rota", "partner", "list", "--json", "--profile", "p.toml"]).unwrap();
         assert!(cli.global.json);
         assert_eq!(cli.global.profile, Some(PathBuf::from("p.toml")));
+    }
+
+    #[test]
+    fn preview_needs_a_title_or_an_identifier() {
+        assert!(Cli::try_parse_from(["rota", "preview", "--title", "Moby Dick"]).is_ok());
+        assert!(Cli::try_parse_from(["rota", "preview", "--oclc", "12", "--issn", "1234-5678"]).is_ok());
+        let err = Cli::try_parse_from(["rota", "preview", "--author", "Melville"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn force_defaults_to_off() {
+        let cli = Cli::try_parse_from(["rota", "request", "create", "--title", "T", "--patron", "P"]).unwrap();
+        let Command::Request(RequestCmd::Create(a)) = cli.command else { panic!("not create") };
+        assert!(!a.force);
+        let cli =
+            Cli::try_parse_from(["rota", "request", "create", "--title", "T", "--patron", "P", "--force"]).unwrap();
+        let Command::Request(RequestCmd::Create(a)) = cli.command else { panic!("not create") };
+        assert!(a.force);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 use rota_proto::staff::{
-    Agreement, BorrowingRequest, Citation, Item, LendingRequest, Partner, PartnerStats, RotaEntry, TimelineEvent,
-    TodoItem,
+    Agreement, BorrowingRequest, Citation, Closure, Item, LendingRequest, Partner, PartnerStats, PreviewEntry,
+    PreviewReply, RotaEntry, TimelineEvent, TodoItem,
 };
 use serde_json::{Value, json};
 
@@ -121,7 +121,18 @@ pub fn partner_json(p: &Partner) -> Value {
         "agreement": p.agreement.as_ref().map(agreement_json),
         "pending_messages": p.pending_messages,
         "last_delivery_error": p.last_delivery_error,
+        "closures": p.closures.iter().map(closure_json).collect::<Vec<_>>(),
     })
+}
+
+pub fn closure_json(c: &Closure) -> Value {
+    json!({ "from": c.from, "to": c.to, "note": c.note })
+}
+
+/// A closure period for people: `2026-12-24 to 2027-01-02 (winter holidays)`.
+pub fn closure_text(c: &Closure) -> String {
+    let dates = if c.from == c.to { c.from.clone() } else { format!("{} to {}", c.from, c.to) };
+    if c.note.is_empty() { dates } else { format!("{dates} ({})", c.note) }
 }
 
 pub fn print_partner(p: &Partner) {
@@ -138,6 +149,8 @@ pub fn print_partner(p: &Partner) {
         ("pending messages", p.pending_messages.to_string()),
         ("last delivery error", p.last_delivery_error.clone()),
     ];
+    // One line per closure period, current and future.
+    fields.extend(p.closures.iter().map(|c| ("closed", closure_text(c))));
     match &p.agreement {
         Some(a) if a.configured => {
             fields.push(("lend", yes_no(a.lend)));
@@ -368,6 +381,77 @@ pub fn rota_table(r: &BorrowingRequest) -> Table {
     t
 }
 
+fn preview_entry_json(e: &PreviewEntry) -> Value {
+    json!({
+        "partner": e.partner,
+        "tier": e.tier,
+        "priority": e.priority,
+        "included": e.included,
+        "locate": e.locate,
+        "reason": e.reason,
+        "copies": e.copies,
+    })
+}
+
+pub fn preview_json(r: &PreviewReply) -> Value {
+    json!({
+        "strategy": r.strategy,
+        "local_copies": r.local_copies,
+        "entries": r.entries.iter().map(preview_entry_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The warning shown when our own library has the item on the shelf, or None.
+pub fn local_copies_warning(r: &PreviewReply) -> Option<String> {
+    if r.local_copies.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Our own copies are on the shelf: {} (a request would be refused without --force)",
+        r.local_copies.join(", ")
+    ))
+}
+
+/// The rows of a preview: lenders in the rota numbered 1, 2, … in rota order; the others "-".
+pub fn preview_rows(r: &PreviewReply) -> Vec<[String; 8]> {
+    let mut n = 0;
+    r.entries
+        .iter()
+        .map(|e| {
+            let number = if e.included {
+                n += 1;
+                n.to_string()
+            } else {
+                "-".to_owned()
+            };
+            // A lender that was not asked, or did not answer, has no count of copies.
+            let copies = match e.locate.as_str() {
+                "not_asked" | "unreachable" | "" => "-".to_owned(),
+                _ => e.copies.to_string(),
+            };
+            [
+                number,
+                e.partner.clone(),
+                e.tier.clone(),
+                e.priority.to_string(),
+                yes_no(e.included),
+                e.locate.clone(),
+                copies,
+                e.reason.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// A preview as a table.
+pub fn preview_table(r: &PreviewReply) -> Table {
+    let mut t = table(["#", "partner", "tier", "priority", "in rota", "locate", "copies", "reason"]);
+    for row in preview_rows(r) {
+        t.add_row(row);
+    }
+    t
+}
+
 /// A timeline under its heading.
 pub fn print_timeline(events: &[TimelineEvent]) {
     println!("\nTimeline:");
@@ -451,6 +535,59 @@ mod tests {
         let l = LendingRequest { due_date: "2025-07-31".into(), renew_pending: true, ..Default::default() };
         let v = lending_json(&l);
         assert_eq!((v["due_date"].as_str(), v["renew_pending"].as_bool()), (Some("2025-07-31"), Some(true)));
+    }
+
+    #[test]
+    fn preview_numbers_only_the_lenders_in_the_rota() {
+        let entry = |partner: &str, included: bool, locate: &str, copies: u32| PreviewEntry {
+            partner: partner.into(),
+            included,
+            locate: locate.into(),
+            copies,
+            ..Default::default()
+        };
+        let r = PreviewReply {
+            entries: vec![
+                entry("AAA", true, "available", 2),
+                entry("BBB", true, "unreachable", 0),
+                entry("CCC", false, "not_asked", 0),
+                entry("DDD", false, "not_available", 0),
+            ],
+            local_copies: vec![],
+            strategy: "priority".into(),
+        };
+        let rows = preview_rows(&r);
+        let numbers: Vec<&str> = rows.iter().map(|row| row[0].as_str()).collect();
+        assert_eq!(numbers, ["1", "2", "-", "-"]);
+        assert_eq!((rows[0][4].as_str(), rows[2][4].as_str()), ("yes", "no"));
+        assert_eq!((rows[0][6].as_str(), rows[1][6].as_str(), rows[3][6].as_str()), ("2", "-", "0"));
+        assert_eq!(rows[3][5], "not_available");
+        assert_eq!(local_copies_warning(&r), None);
+        let v = preview_json(&r);
+        assert_eq!(
+            (v["entries"][2]["included"].as_bool(), v["entries"][2]["locate"].as_str()),
+            (Some(false), Some("not_asked"))
+        );
+        assert_eq!(v["local_copies"], json!([]));
+        let r = PreviewReply { local_copies: vec!["B1".into(), "B2".into()], ..r };
+        assert_eq!(
+            local_copies_warning(&r).unwrap(),
+            "Our own copies are on the shelf: B1, B2 (a request would be refused without --force)"
+        );
+    }
+
+    #[test]
+    fn closures_in_json_and_text() {
+        let c = Closure { from: "2026-12-24".into(), to: "2027-01-02".into(), note: "winter holidays".into() };
+        assert_eq!(closure_text(&c), "2026-12-24 to 2027-01-02 (winter holidays)");
+        let day = Closure { from: "2026-05-01".into(), to: "2026-05-01".into(), note: String::new() };
+        assert_eq!(closure_text(&day), "2026-05-01");
+        let p = Partner { closures: vec![c], ..Default::default() };
+        assert_eq!(
+            partner_json(&p)["closures"],
+            json!([{"from": "2026-12-24", "to": "2027-01-02", "note": "winter holidays"}])
+        );
+        assert_eq!(partner_json(&Partner::default())["closures"], json!([]));
     }
 
     #[test]

@@ -40,6 +40,8 @@ struct Seen {
     set_agreement: Option<SetAgreementRequest>,
     partner_status: Option<SetPartnerStatusRequest>,
     create_request: Option<CreateRequestRequest>,
+    close_partner: Option<ClosePartnerRequest>,
+    preview: Option<PreviewRequest>,
     borrowing_actions: Vec<BorrowingActionRequest>,
     lending_actions: Vec<LendingActionRequest>,
     stats: Option<StatsRequest>,
@@ -80,6 +82,23 @@ fn partner() -> Partner {
         agreement: Some(agreement()),
         pending_messages: 3,
         last_delivery_error: String::new(),
+        closures: vec![],
+    }
+}
+
+fn closure(from: &str, to: &str, note: &str) -> Closure {
+    Closure { from: from.into(), to: to.into(), note: note.into() }
+}
+
+fn preview_entry(partner: &str, tier: &str, included: bool, locate: &str, reason: &str, copies: u32) -> PreviewEntry {
+    PreviewEntry {
+        partner: partner.into(),
+        tier: tier.into(),
+        priority: 10,
+        included,
+        locate: locate.into(),
+        reason: reason.into(),
+        copies,
     }
 }
 
@@ -189,7 +208,21 @@ impl Staff for Mock {
         Ok(Response::new(PartnerList { partners: vec![partner(), other] }))
     }
     async fn get_partner(&self, r: Request<SymbolRequest>) -> Reply<Partner> {
-        Err(Status::not_found(format!("no partner {}", r.into_inner().symbol)))
+        let symbol = r.into_inner().symbol;
+        if symbol != "ABC" {
+            return Err(Status::not_found(format!("no partner {symbol}")));
+        }
+        let mut p = partner();
+        p.closures =
+            vec![closure("2026-12-24", "2027-01-02", "winter holidays"), closure("2027-03-01", "2027-03-01", "")];
+        Ok(Response::new(p))
+    }
+    async fn close_partner(&self, r: Request<ClosePartnerRequest>) -> Reply<Partner> {
+        let r = r.into_inner();
+        let mut p = partner();
+        p.closures = vec![closure(&r.from, &r.to, &r.note)];
+        self.seen.lock().unwrap().close_partner = Some(r);
+        Ok(Response::new(p))
     }
     async fn set_partner_status(&self, r: Request<SetPartnerStatusRequest>) -> Reply<Partner> {
         let r = r.into_inner();
@@ -253,6 +286,23 @@ impl Staff for Mock {
     async fn create_request(&self, r: Request<CreateRequestRequest>) -> Reply<BorrowingRequest> {
         self.seen.lock().unwrap().create_request = Some(r.into_inner());
         Ok(Response::new(borrowing()))
+    }
+    async fn preview(&self, r: Request<PreviewRequest>) -> Reply<PreviewReply> {
+        let r = r.into_inner();
+        // Our own copies are on the shelf for Moby Dick only.
+        let title = r.citation.as_ref().map(|c| c.title.clone()).unwrap_or_default();
+        let local_copies = if title == "Moby Dick" { vec!["B1".into(), "B2".into()] } else { vec![] };
+        self.seen.lock().unwrap().preview = Some(r);
+        Ok(Response::new(PreviewReply {
+            entries: vec![
+                preview_entry("ABC", "consortium", true, "available", "", 2),
+                preview_entry("XYZ", "p2p", true, "unreachable", "timed out", 0),
+                preview_entry("QQQ", "p2p", false, "not_asked", "closed until 2027-01-02", 0),
+                preview_entry("NNN", "last_resort", false, "not_available", "NotHeld", 0),
+            ],
+            local_copies,
+            strategy: "balance".into(),
+        }))
     }
     async fn list_requests(&self, _: Request<ListRequest>) -> Reply<BorrowingRequestList> {
         Ok(Response::new(BorrowingRequestList { requests: vec![borrowing()] }))
@@ -561,6 +611,18 @@ fn partners() {
     let out = ok(&node.rota(&["partner", "resume", "ABC"]));
     assert!(out.contains("is now active"), "{out}");
 
+    let out = ok(&node.rota(&["partner", "show", "ABC"]));
+    assert!(out.contains("2026-12-24 to 2027-01-02 (winter holidays)"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("closed:")).count(), 2, "{out}");
+    let v = json(&node.rota(&["partner", "show", "ABC", "--json"]));
+    assert_eq!(
+        v["closures"][0],
+        serde_json::json!({"from": "2026-12-24", "to": "2027-01-02", "note": "winter holidays"})
+    );
+    assert_eq!(v["closures"][1]["from"], "2027-03-01");
+    let v = json(&node.rota(&["partner", "list", "--json"]));
+    assert_eq!(v[0]["closures"], serde_json::json!([]));
+
     let err = fails(&node.rota(&["partner", "show", "QQQ"]));
     assert_eq!(err.trim_end(), "error: no partner QQQ");
     let err = fails(&node.rota(&["partner", "remove", "ABC"]));
@@ -612,6 +674,7 @@ fn requests() {
     ]));
     assert!(out.contains("req-1") && out.contains("ABC → XYZ") && out.contains("rota request show req-1"), "{out}");
     let sent = node.seen.lock().unwrap().create_request.clone().unwrap();
+    assert!(!sent.force);
     assert_eq!(sent.need_before, "2025-06-30");
     assert_eq!(sent.patron_id, "P123");
     let c = sent.citation.unwrap();
@@ -764,4 +827,101 @@ fn stats_per_partner_and_overall() {
     // XYZ was never asked: no fill rate, no times.
     let xyz = out.lines().find(|l| l.contains("XYZ")).unwrap();
     assert!(!xyz.contains('%') && !xyz.contains("2d") && xyz.matches(" - ").count() == 4, "{xyz}");
+}
+
+#[test]
+fn partner_close_sends_the_dates_and_prints_the_closures() {
+    let node = start_node();
+    let out = ok(&node.rota(&[
+        "partner",
+        "close",
+        "ABC",
+        "--from",
+        "2026-12-24",
+        "--to",
+        "2027-01-02",
+        "--note",
+        "winter holidays",
+    ]));
+    let sent = node.seen.lock().unwrap().close_partner.clone().unwrap();
+    assert_eq!(
+        (sent.symbol.as_str(), sent.from.as_str(), sent.to.as_str(), sent.note.as_str()),
+        ("ABC", "2026-12-24", "2027-01-02", "winter holidays")
+    );
+    assert!(out.contains("from 2026-12-24 to 2027-01-02"), "{out}");
+    assert!(out.contains("closed:") && out.contains("2026-12-24 to 2027-01-02 (winter holidays)"), "{out}");
+    assert!(out.contains("Alphabet College"), "{out}");
+
+    // A single day, no note, as JSON.
+    let v = json(&node.rota(&["partner", "close", "ABC", "--from", "2027-03-01", "--to", "2027-03-01", "--json"]));
+    assert_eq!(v["closures"], serde_json::json!([{"from": "2027-03-01", "to": "2027-03-01", "note": ""}]));
+    let sent = node.seen.lock().unwrap().close_partner.clone().unwrap();
+    assert_eq!((sent.from.as_str(), sent.to.as_str(), sent.note.as_str()), ("2027-03-01", "2027-03-01", ""));
+}
+
+#[test]
+fn preview_table_numbers_the_rota_and_warns_of_our_own_copies() {
+    let node = start_node();
+    let out = ok(&node.rota(&["preview", "--title", "Moby Dick", "--isbn", "9780142437247"]));
+    let sent = node.seen.lock().unwrap().preview.clone().unwrap().citation.unwrap();
+    assert_eq!(
+        (sent.title.as_str(), sent.isbn.as_str(), sent.format.as_str(), sent.oclc.as_str()),
+        ("Moby Dick", "9780142437247", "book", "")
+    );
+    assert!(out.lines().next().unwrap().contains("balance"), "{out}");
+    assert!(
+        out.contains("Our own copies are on the shelf: B1, B2 (a request would be refused without --force)"),
+        "{out}"
+    );
+    let header = out.lines().find(|l| l.contains("partner") && l.contains("locate")).unwrap();
+    let columns = ["#", "partner", "tier", "priority", "in rota", "locate", "copies", "reason"];
+    let at: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{header}");
+    // Cells of a row, without the table's borders.
+    let row = |partner: &str| -> Vec<String> {
+        let line = out.lines().find(|l| l.contains(&format!(" {partner} "))).unwrap_or_else(|| panic!("{out}"));
+        line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+    };
+    assert_eq!(row("ABC"), ["1", "ABC", "consortium", "10", "yes", "available", "2"]);
+    assert_eq!(row("XYZ"), ["2", "XYZ", "p2p", "10", "yes", "unreachable", "-", "timed out"]);
+    assert_eq!(row("QQQ"), ["-", "QQQ", "p2p", "10", "no", "not_asked", "-", "closed until 2027-01-02"]);
+    assert_eq!(row("NNN"), ["-", "NNN", "last_resort", "10", "no", "not_available", "0", "NotHeld"]);
+
+    // No copy of our own: no warning.
+    let out = ok(&node.rota(&["preview", "--oclc", "1234567", "--format", "dvd"]));
+    assert!(!out.contains("Our own copies"), "{out}");
+    let sent = node.seen.lock().unwrap().preview.clone().unwrap().citation.unwrap();
+    assert_eq!((sent.title.as_str(), sent.oclc.as_str(), sent.format.as_str()), ("", "1234567", "dvd"));
+}
+
+#[test]
+fn preview_json_is_the_reply() {
+    let node = start_node();
+    let v = json(&node.rota(&["preview", "--title", "Moby Dick", "--json"]));
+    assert_eq!(v["strategy"], "balance");
+    assert_eq!(v["local_copies"], serde_json::json!(["B1", "B2"]));
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(
+        v["entries"][0],
+        serde_json::json!({
+            "partner": "ABC", "tier": "consortium", "priority": 10, "included": true,
+            "locate": "available", "reason": "", "copies": 2
+        })
+    );
+    assert_eq!(
+        (v["entries"][2]["included"].as_bool(), v["entries"][2]["locate"].as_str()),
+        (Some(false), Some("not_asked"))
+    );
+    let v = json(&node.rota(&["preview", "--isbn", "9780000000000", "--json"]));
+    assert_eq!(v["local_copies"], serde_json::json!([]));
+}
+
+#[test]
+fn request_create_force_sends_force() {
+    let node = start_node();
+    ok(&node.rota(&["request", "create", "--title", "Moby Dick", "--patron", "P123", "--force"]));
+    let sent = node.seen.lock().unwrap().create_request.clone().unwrap();
+    assert!(sent.force);
+    assert_eq!(sent.citation.unwrap().title, "Moby Dick");
 }

@@ -27,8 +27,19 @@ fn help_lists_the_command_groups() {
     let o = rota(&["--help"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    for group in ["whoami", "card", "partner", "staff", "holdings", "agreement", "request", "lending", "todo", "stats"]
-    {
+    for group in [
+        "whoami",
+        "card",
+        "partner",
+        "staff",
+        "holdings",
+        "agreement",
+        "request",
+        "preview",
+        "lending",
+        "todo",
+        "stats",
+    ] {
         assert!(out.lines().any(|l| l.trim_start().starts_with(group)), "--help does not list {group}:\n{out}");
     }
     assert!(out.contains("--profile") && out.contains("--json"), "{out}");
@@ -45,6 +56,7 @@ fn every_subcommand_has_help_with_an_example() {
         &["partner", "suspend"],
         &["partner", "resume"],
         &["partner", "remove"],
+        &["partner", "close"],
         &["staff", "issue"],
         &["holdings", "add"],
         &["holdings", "import"],
@@ -64,6 +76,7 @@ fn every_subcommand_has_help_with_an_example() {
         &["request", "accept"],
         &["request", "decline"],
         &["request", "lost"],
+        &["preview"],
         &["lending", "list"],
         &["lending", "show"],
         &["lending", "pick-list"],
@@ -343,4 +356,49 @@ fn unreachable_node_is_named() {
     let err = stderr(&o);
     assert!(err.starts_with(&format!("error: cannot reach node {url}: ")), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn partner_close_checks_the_dates_before_needing_a_profile() {
+    let o = rota(&["partner", "close", "X", "--from", "2026-12-24", "--to", "2026-12-01"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("--to") && err.contains("--from"), "{err}");
+    assert!(!err.contains("no profile"), "{err}");
+
+    for (option, args) in [
+        ("--from", &["partner", "close", "X", "--from", "2026-12-32", "--to", "2027-01-02"][..]),
+        ("--to", &["partner", "close", "X", "--from", "2026-12-24", "--to", "02/01/2027"]),
+    ] {
+        let o = rota(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(option), "{args:?}: {err}");
+        assert!(!err.contains("no profile"), "{args:?}: {err}");
+    }
+    // Both dates are needed.
+    assert_eq!(rota(&["partner", "close", "X", "--from", "2026-12-24"]).status.code(), Some(2));
+    // Good dates (a single day is fine) get as far as needing a profile.
+    let o = rota(&["partner", "close", "X", "--from", "2026-12-24", "--to", "2026-12-24", "--note", "moving"]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+}
+
+#[test]
+fn preview_needs_a_title_or_an_identifier() {
+    for args in [&["preview"][..], &["preview", "--author", "Melville, Herman"], &["preview", "--title", " "]] {
+        let o = rota(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains("--title") && err.contains("--isbn"), "{args:?}: {err}");
+        assert!(!err.contains("no profile"), "{args:?}: {err}");
+    }
+    let o = rota(&["preview", "--issn", "0028-0836"]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+}
+
+#[test]
+fn request_create_force_is_documented() {
+    let out = stdout(&rota(&["request", "create", "--help"]));
+    assert!(out.contains("--force"), "{out}");
+    assert!(out.contains("even though one of our own copies is on the shelf"), "{out}");
 }

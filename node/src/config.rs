@@ -34,6 +34,23 @@ pub struct RawConfig {
     pub outbox: RawOutbox,
     #[serde(default)]
     pub timers: RawTimers,
+    #[serde(default)]
+    pub rota: RawRota,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRota {
+    /// Order within a tier: "priority", "balance" or "performance".
+    pub strategy: String,
+    /// How long a Locate may take before the lender counts as unreachable.
+    pub locate_timeout_ms: u64,
+}
+
+impl Default for RawRota {
+    fn default() -> Self {
+        RawRota { strategy: "priority".into(), locate_timeout_ms: 3_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +127,8 @@ pub struct Config {
     pub outbox: OutboxPolicy,
     /// How often expiry and overdue timers are checked.
     pub timer_tick: Duration,
+    pub strategy: crate::domain::Strategy,
+    pub locate_timeout: Duration,
 }
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -151,6 +170,11 @@ impl Config {
         if l.handshake_timeout_ms == 0 || l.max_connections == 0 || l.request_timeout_ms == 0 {
             return Err(key("limits", "timeouts and max_connections must be greater than 0".into()));
         }
+        let strategy = crate::domain::Strategy::parse_field(&raw.rota.strategy, "rota.strategy")
+            .map_err(|e| key("rota.strategy", e.reason))?;
+        if raw.rota.locate_timeout_ms == 0 || raw.rota.locate_timeout_ms > 60_000 {
+            return Err(key("rota.locate_timeout_ms", "must be between 1 and 60000".into()));
+        }
         if raw.timers.tick_ms == 0 || raw.timers.tick_ms > 3_600_000 {
             return Err(key("timers.tick_ms", "must be between 1 and 3600000".into()));
         }
@@ -174,6 +198,8 @@ impl Config {
                 backoff_max: Duration::from_millis(raw.outbox.backoff_max_ms),
             },
             timer_tick: Duration::from_millis(raw.timers.tick_ms),
+            strategy,
+            locate_timeout: Duration::from_millis(raw.rota.locate_timeout_ms),
         })
     }
 
@@ -210,6 +236,7 @@ mod tests {
             limits: RawLimits::default(),
             outbox: RawOutbox::default(),
             timers: RawTimers::default(),
+            rota: RawRota::default(),
         }
     }
 

@@ -319,6 +319,7 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
             patron_id: "P-1001".into(),
             note: "demo request".into(),
             need_before: String::new(),
+            force: false,
         })
         .await?
         .into_inner();

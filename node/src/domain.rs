@@ -84,6 +84,27 @@ impl Tier {
 }
 
 named_enum!(
+    /// How lenders are ordered within a tier: `priority` (static), `balance` (favour
+    /// lenders who have lent to us least relative to what we lent them) or `performance`
+    /// (fill rate, then turnaround).
+    Strategy { Priority = "priority", Balance = "balance", Performance = "performance" }
+);
+
+/// A period when a partner is closed and left out of new rotas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closure {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub note: String,
+}
+
+impl Closure {
+    pub fn covers(&self, day: chrono::NaiveDate) -> bool {
+        self.from <= day && day <= self.to
+    }
+}
+
+named_enum!(
     /// Whether a partner may connect and is asked to lend.
     PartnerStatus { Active = "active", Suspended = "suspended" }
 );

@@ -18,6 +18,9 @@ pub enum NodeError {
     Forbidden(String),
     #[error("{0}")]
     Illegal(#[from] Illegal),
+    /// A request that cannot go ahead as asked (for example, our own copy is on the shelf).
+    #[error("{0}")]
+    Precondition(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod machine;
 pub mod message;
 pub mod node;
+pub mod rota;
 pub mod runtime;
 pub mod store;
 pub mod transport;

@@ -174,6 +174,15 @@ impl Node {
         let now = self.clock.now();
         let today = now.date_naive();
         let mut fired = 0;
+        // Requests the node was locating when it stopped (or whose locate failed).
+        for rec in self.store.borrowing_in(&[BorrowingState::Locating]).await? {
+            if now >= rec.updated_at + chrono::Duration::from_std(self.config.locate_timeout * 4).unwrap_or_default() {
+                match self.locate_and_submit(&rec.id, &Actor::Node).await {
+                    Ok(()) => fired += 1,
+                    Err(e) => tracing::warn!(request = %rec.id, error = %e, "could not finish locating"),
+                }
+            }
+        }
         for rec in self.store.borrowing_in(&[BorrowingState::Sent, BorrowingState::Conditional]).await? {
             let (Some(lender), Some(asked)) = (rec.rota.get(rec.position), rec.asked_at) else { continue };
             let window = self.store.agreement(&lender.partner).await?.expiry_seconds;

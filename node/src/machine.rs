@@ -173,7 +173,9 @@ impl BorrowingAction {
 /// Things that happen to a borrowing request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BorrowingEvent {
-    /// Staff created the request and its rota is fixed: start asking.
+    /// The node is asking the candidate lenders whether they hold it (Locate).
+    StartLocating,
+    /// The rota is fixed: start asking.
     Submit,
     /// A lender's SupplierMessage arrived.
     Answer { from: Symbol, body: SupplierBody },
@@ -189,6 +191,7 @@ impl BorrowingEvent {
     /// The event's name in the transition table.
     pub fn label(&self) -> String {
         match self {
+            BorrowingEvent::StartLocating => "locate".into(),
             BorrowingEvent::Submit => "submit".into(),
             BorrowingEvent::Answer { body, .. } => format!("answer {}", body.status),
             BorrowingEvent::Staff(a) => format!("staff {}", a.name()),
@@ -237,8 +240,11 @@ pub struct BorrowingStep {
 /// `*` rows are answers from a lender the request has moved past, which never change the
 /// state. Where a transition rolls to the next lender, both outcomes are listed.
 pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
+    ("created", "locate", "locating"),
     ("created", "submit", "sent"),
     ("created", "submit", "unfilled"),
+    ("locating", "submit", "sent"),
+    ("locating", "submit", "unfilled"),
     ("sent", "answer ExpectToSupply", "sent"),
     ("sent", "answer WillSupply", "will_supply"),
     ("will_supply", "answer WillSupply", "will_supply"),
@@ -335,8 +341,14 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
         }
     };
     match event {
-        BorrowingEvent::Submit => {
+        BorrowingEvent::StartLocating => {
             if view.state != S::Created {
+                return Err(illegal());
+            }
+            step.state = S::Locating;
+        }
+        BorrowingEvent::Submit => {
+            if !matches!(view.state, S::Created | S::Locating) {
                 return Err(illegal());
             }
             if view.rota.is_empty() {
@@ -966,7 +978,12 @@ mod tests {
 
     fn borrowing_events(from: &str) -> Vec<BorrowingEvent> {
         use BorrowingAction as A;
-        let mut v = vec![BorrowingEvent::Submit, BorrowingEvent::Expire, BorrowingEvent::DuePassed];
+        let mut v = vec![
+            BorrowingEvent::StartLocating,
+            BorrowingEvent::Submit,
+            BorrowingEvent::Expire,
+            BorrowingEvent::DuePassed,
+        ];
         for st in SupplierStatus::ALL {
             v.push(answer(from, *st, Some(ReasonUnfilled::NotHeld)));
         }

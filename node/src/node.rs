@@ -22,10 +22,10 @@ use crate::domain::{
 use crate::error::{NodeError, Result};
 use crate::machine::{
     BorrowerOut, BorrowingEffect, BorrowingEvent, BorrowingState, Decision, LendingEffect, LendingEvent, LendingState,
-    Note, SlotOutcome, borrowing_step, lending_step,
+    Note, borrowing_step, lending_step,
 };
 use crate::message::{Body, Confirmation, ConfirmationError, Envelope, RequestBody, RequesterBody, SupplierBody};
-use crate::store::{self, BorrowingRecord, LendingRecord, RotaEntry, Store, TimelineEntry, Upsert};
+use crate::store::{self, BorrowingRecord, LendingRecord, Store, TimelineEntry, Upsert};
 
 /// Symbols of partners with new outbound messages, for the dispatcher.
 pub type WakeReceiver = mpsc::UnboundedReceiver<Symbol>;
@@ -40,6 +40,7 @@ pub struct Node {
     ca: CaBundle,
     card: Card,
     wake_tx: mpsc::UnboundedSender<Symbol>,
+    locator: std::sync::OnceLock<crate::rota::SharedLocator>,
 }
 
 /// Changes to one agreement; `None` keeps the current value.
@@ -61,6 +62,8 @@ pub struct PartnerView {
     pub agreement: Agreement,
     pub pending_messages: u64,
     pub last_delivery_error: Option<String>,
+    /// Current and future closure periods.
+    pub closures: Vec<crate::domain::Closure>,
 }
 
 /// Totals of one holdings import.
@@ -79,6 +82,8 @@ pub struct NewRequest {
     pub patron_id: String,
     pub note: String,
     pub need_before: Option<NaiveDate>,
+    /// Place it even though one of our own copies is on the shelf.
+    pub force: bool,
 }
 
 /// The answer to a Locate.
@@ -114,7 +119,10 @@ impl Node {
         let directory = Arc::new(Directory::default());
         directory.load(&store.partners().await?);
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-        Ok((Arc::new(Node { config, store, clock, directory, ca, card, wake_tx }), wake_rx))
+        Ok((
+            Arc::new(Node { config, store, clock, directory, ca, card, wake_tx, locator: std::sync::OnceLock::new() }),
+            wake_rx,
+        ))
     }
 
     pub fn symbol(&self) -> &Symbol {
@@ -123,6 +131,15 @@ impl Node {
 
     pub fn card(&self) -> &Card {
         &self.card
+    }
+
+    /// Install the transport's Locate client (once).
+    pub fn set_locator(&self, l: crate::rota::SharedLocator) {
+        let _ = self.locator.set(l);
+    }
+
+    pub(crate) fn locator(&self) -> Option<&crate::rota::SharedLocator> {
+        self.locator.get()
     }
 
     pub(crate) fn wake(&self, partner: &Symbol) {
@@ -213,7 +230,8 @@ impl Node {
     async fn view_of(&self, partner: Partner) -> Result<PartnerView> {
         let agreement = self.store.agreement(&partner.symbol).await?;
         let (pending_messages, last_delivery_error) = self.store.delivery_state(&partner.symbol).await?;
-        Ok(PartnerView { partner, agreement, pending_messages, last_delivery_error })
+        let closures = self.store.closures(&partner.symbol, self.clock.now().date_naive()).await?;
+        Ok(PartnerView { partner, agreement, pending_messages, last_delivery_error, closures })
     }
 
     pub async fn partner(&self, symbol: &Symbol) -> Result<PartnerView> {
@@ -365,33 +383,48 @@ impl Node {
     // ===================================================================================
     // Staff: borrowing
 
-    /// The rota for a new request: active partners we may borrow from, by tier, then
-    /// priority (lower first), then symbol.
-    pub async fn build_rota(&self) -> Result<Vec<RotaEntry>> {
-        let mut rota = vec![];
-        for p in self.store.partners().await? {
-            if p.status != PartnerStatus::Active {
-                continue;
-            }
-            let a = self.store.agreement(&p.symbol).await?;
-            if a.configured && a.borrow {
-                rota.push(RotaEntry {
-                    partner: p.symbol,
-                    tier: p.tier,
-                    priority: p.priority,
-                    outcome: SlotOutcome::Pending,
-                    reason: None,
-                });
-            }
+    /// Add a closure period for a partner: it is left out of new rotas meanwhile.
+    pub async fn close_partner(
+        &self,
+        by: &StaffUser,
+        symbol: &Symbol,
+        closure: crate::domain::Closure,
+    ) -> Result<PartnerView> {
+        if closure.to < closure.from {
+            return Err(FieldError::new("to", format!("{} is before from ({})", closure.to, closure.from)).into());
         }
-        rota.sort_by(|a, b| (a.tier.rank(), a.priority, &a.partner).cmp(&(b.tier.rank(), b.priority, &b.partner)));
-        Ok(rota)
+        check_text("note", &closure.note, 500, false)?;
+        if self.store.partner(symbol).await?.is_none() {
+            return Err(NodeError::NotFound(format!("no partner {symbol}")));
+        }
+        let mut tx = self.store.begin().await?;
+        Store::add_closure(&mut tx, symbol, &closure).await?;
+        tx.commit().await?;
+        tracing::info!(partner = %symbol, staff = %by, from = %closure.from, to = %closure.to, "partner closure added");
+        self.partner(symbol).await
     }
 
+    /// The rota a citation would get and our own available copies. Sends nothing.
+    pub async fn preview(&self, c: &Citation) -> Result<(Vec<crate::rota::Planned>, Vec<Item>)> {
+        Ok((self.plan_rota(c).await?, self.local_copies(c).await?))
+    }
+
+    /// Create a borrowing request: refuse it if our own copy is on the shelf (unless
+    /// `force`), locate candidate lenders, fix the rota and send to the first lender.
     pub async fn create_request(&self, by: &StaffUser, req: NewRequest) -> Result<BorrowingRecord> {
         let patron_id = check_text("patron_id", &req.patron_id, 64, true)?;
         let note = check_text("note", &req.note, 1000, false)?;
-        let rota = self.build_rota().await?;
+        if !req.force {
+            let own = self.local_copies(&req.citation).await?;
+            if let Some(i) = own.first() {
+                return Err(NodeError::Precondition(format!(
+                    "our own copy is on the shelf: barcode {} ({}{}); lend it locally, or place the request with --force",
+                    i.barcode,
+                    if i.location.is_empty() { "no location" } else { &i.location },
+                    if i.call_number.is_empty() { String::new() } else { format!(", {}", i.call_number) },
+                )));
+            }
+        }
         let now = self.clock.now();
         let cause = Actor::Staff(by.to_string());
         let mut tx = self.store.begin().await?;
@@ -407,35 +440,78 @@ impl Node {
             supplier: None,
             created_at: now,
             updated_at: now,
-            rota,
+            rota: vec![],
             due: None,
             resume: None,
             supplier_item: None,
             asked_at: None,
         };
         Store::insert_borrowing(&mut tx, &rec).await?;
-        let lenders: Vec<String> = rec.rota.iter().map(|e| format!("{} ({})", e.partner, e.tier)).collect();
         let created = Note {
             event: "created",
             detail: format!(
-                "request for {} for patron {}; rota: {}",
+                "request for {} for patron {}{}",
                 rec.citation.label(),
                 rec.patron_id,
-                if lenders.is_empty() { "empty".to_owned() } else { lenders.join(", ") }
+                if req.force { " (placed although our own copy is on the shelf)" } else { "" }
             ),
             partner: None,
         };
         Store::add_note(&mut tx, "borrowing", &id, now, &cause.to_string(), BorrowingState::Created.as_str(), &created)
             .await?;
-        let step = borrowing_step(&rec.view(), &BorrowingEvent::Submit)?;
+        let step = borrowing_step(&rec.view(), &BorrowingEvent::StartLocating)?;
         let mut wake = vec![];
         self.apply_borrowing(&mut tx, &rec, step, &cause, now, &mut wake).await?;
+        tx.commit().await?;
+        tracing::info!(request = %id, staff = %by, "borrowing request created");
+        self.locate_and_submit(&id, &cause).await?;
+        self.store.borrowing_read(&id).await?.ok_or_else(|| NodeError::Internal(format!("request {id} vanished")))
+    }
+
+    /// Locate, fix the rota of a request in `locating`, and send to the first lender. Also
+    /// used to finish a request the node was locating when it stopped.
+    pub(crate) async fn locate_and_submit(&self, id: &str, cause: &Actor) -> Result<()> {
+        let Some(rec) = self.store.borrowing_read(id).await? else {
+            return Err(NodeError::NotFound(format!("no borrowing request {id:?}")));
+        };
+        let plan = self.plan_rota(&rec.citation).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let Some(mut rec) = Store::borrowing(&mut tx, id).await?.filter(|r| r.state == BorrowingState::Locating) else {
+            return Ok(()); // someone else finished it
+        };
+        rec.rota = crate::rota::rota_of(&plan);
+        Store::set_rota(&mut tx, id, &rec.rota).await?;
+        let summary: Vec<String> = plan
+            .iter()
+            .map(|p| {
+                let what = if p.included { p.locate.as_str().to_owned() } else { format!("left out: {}", p.reason) };
+                format!("{} ({}) {what}", p.partner, p.tier)
+            })
+            .collect();
+        let located = Note {
+            event: "located",
+            detail: if summary.is_empty() { "no partner to ask".into() } else { summary.join("; ") },
+            partner: None,
+        };
+        Store::add_note(
+            &mut tx,
+            "borrowing",
+            id,
+            now,
+            &Actor::Node.to_string(),
+            BorrowingState::Locating.as_str(),
+            &located,
+        )
+        .await?;
+        let step = borrowing_step(&rec.view(), &BorrowingEvent::Submit)?;
+        let mut wake = vec![];
+        self.apply_borrowing(&mut tx, &rec, step, cause, now, &mut wake).await?;
         tx.commit().await?;
         for p in &wake {
             self.wake(p);
         }
-        tracing::info!(request = %id, staff = %by, "borrowing request created");
-        self.store.borrowing_read(&id).await?.ok_or_else(|| NodeError::Internal(format!("request {id} vanished")))
+        Ok(())
     }
 
     pub(crate) async fn apply_borrowing(

@@ -385,9 +385,16 @@ impl Store {
         .bind(ms(r.updated_at))
         .execute(&mut *conn)
         .await?;
-        for (i, e) in r.rota.iter().enumerate() {
+        Self::set_rota(conn, &r.id, &r.rota).await?;
+        Ok(())
+    }
+
+    /// Replace a request's rota (while it is being located).
+    pub async fn set_rota(conn: &mut SqliteConnection, id: &str, rota: &[RotaEntry]) -> Result<()> {
+        sqlx::query("DELETE FROM rota_entries WHERE request_id = ?").bind(id).execute(&mut *conn).await?;
+        for (i, e) in rota.iter().enumerate() {
             sqlx::query("INSERT INTO rota_entries (request_id, idx, partner, tier, priority, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(&r.id)
+                .bind(id)
                 .bind(i as i64)
                 .bind(e.partner.as_str())
                 .bind(e.tier.as_str())
@@ -599,6 +606,46 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().map(|r| ((r.get("request_id"), r.get("state")), from_ms(r.get("at")))).collect())
+    }
+
+    /// Closure periods of `partner` ending on or after `from`.
+    pub async fn closures(&self, partner: &Symbol, from: NaiveDate) -> Result<Vec<crate::domain::Closure>> {
+        let rows = sqlx::query("SELECT * FROM partner_closures WHERE partner = ? AND to_date >= ? ORDER BY from_date")
+            .bind(partner.as_str())
+            .bind(from.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::domain::Closure {
+                    from: parse("closure date", r.get("from_date"))?,
+                    to: parse("closure date", r.get("to_date"))?,
+                    note: r.get("note"),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn add_closure(conn: &mut SqliteConnection, partner: &Symbol, c: &crate::domain::Closure) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO partner_closures (partner, from_date, to_date, note) VALUES (?, ?, ?, ?)")
+            .bind(partner.as_str())
+            .bind(c.from.to_string())
+            .bind(c.to.to_string())
+            .bind(&c.note)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Our live borrowing requests that `lender` is supplying (for its maximum outstanding).
+    pub async fn outstanding_from(&self, lender: &Symbol) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM borrowing WHERE supplier = ? AND state NOT IN ('created', 'locating', 'sent', 'unfilled', 'cancelled', 'completed', 'lost')",
+        )
+        .bind(lender.as_str())
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u32)
     }
 
     /// Live loans and reservations to `borrower` (for the agreement's maximum outstanding).

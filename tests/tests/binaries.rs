@@ -137,7 +137,7 @@ async fn cli_round_trip_with_real_processes() {
     assert_eq!(shown["supplier"], "UVA");
     let events: Vec<&str> =
         shown["timeline"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["created", "request_sent", "answer_received"]);
+    assert_eq!(events, ["created", "located", "request_sent", "answer_received"]);
     let text = String::from_utf8_lossy(&run(rota(&bins, &dgw).args(["request", "show", &id])).stdout).to_string();
     assert!(text.contains("WillSupply") && text.contains("partner:UVA"), "{text}");
     let lending = json(&run(rota(&bins, &uva).args(["--json", "lending", "list"])));

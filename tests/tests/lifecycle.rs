@@ -75,6 +75,7 @@ async fn the_whole_journey_to_completed_on_both_sides() {
         events(&done.timeline),
         [
             "created",
+            "located",
             "request_sent",
             "answer_received",
             "answer_received",

@@ -14,8 +14,13 @@ async fn rolls_from_consortium_to_p2p_and_timelines_agree() {
     let mut uva = start_node("UVA").await;
     partner_up(&mut dgw, &mut dgu, "consortium", "consortium").await;
     partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
-    // DGU does not hold the book; UVA holds one copy on the shelf (entered as ISBN-10).
-    dgu.add_item("DGU-1", "Some other book", "9780198526636", "available").await;
+    // DGU holds the book but its copy is out on loan; UVA holds one copy on the shelf
+    // (entered as ISBN-10). A fourth partner, AAA, does not hold it at all and is dropped
+    // by Locate before anything is sent.
+    dgu.add_item("DGU-1", "Glad reunion", ISBN, "on_loan").await;
+    let mut aaa = start_node("AAA").await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    aaa.add_item("AAA-1", "Some other book", "9780198526636", "available").await;
     uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
 
     let created = dgw
@@ -35,7 +40,10 @@ async fn rolls_from_consortium_to_p2p_and_timelines_agree() {
     let done = dgw.wait_state(&created.id, "will_supply").await;
     assert_eq!(done.supplier, "UVA");
     assert_eq!(done.rota[0].outcome, "unfilled");
-    assert_eq!(done.rota[0].reason, "NotHeld");
+    assert_eq!(done.rota[0].reason, "NotOnShelf");
+    assert!(aaa.lending(&created.id).await.is_none(), "AAA was never asked");
+    let located = done.timeline.iter().find(|e| e.event == "located").unwrap();
+    assert!(located.detail.contains("AAA (consortium) left out: NotHeld"), "{}", located.detail);
     assert_eq!(done.rota[1].outcome, "supplying");
 
     // The borrower heard exactly what each lender says it answered.
@@ -62,7 +70,7 @@ async fn rolls_from_consortium_to_p2p_and_timelines_agree() {
     }
     let uva_lending = uva.lending(&created.id).await.unwrap();
     assert_eq!((uva_lending.state.as_str(), uva_lending.item_barcode.as_str()), ("will_supply", "UVA-1"));
-    assert_eq!(dgu.lending(&created.id).await.unwrap().reason_unfilled, "NotHeld");
+    assert_eq!(dgu.lending(&created.id).await.unwrap().reason_unfilled, "NotOnShelf");
 
     // The item is reserved and on UVA's lending list; the citation was normalised.
     let item = uva.staff.get_item(spb::BarcodeRequest { barcode: "UVA-1".into() }).await.unwrap().into_inner();
@@ -110,8 +118,10 @@ async fn each_reason_is_reported_and_an_exhausted_rota_ends_unfilled() {
         .unwrap()
         .into_inner();
     let done = dgw.wait_state(&r.id, "unfilled").await;
+    // BBB's copy never circulates: Locate drops it. AAA and CCC are asked and say why not.
     let reasons: Vec<(&str, &str)> = done.rota.iter().map(|e| (e.partner.as_str(), e.reason.as_str())).collect();
-    assert_eq!(reasons, [("AAA", "NotOnShelf"), ("BBB", "NonCirculating"), ("CCC", "PolicyProblem")]);
+    assert_eq!(reasons, [("AAA", "NotOnShelf"), ("CCC", "PolicyProblem")]);
+    assert!(b.lending(&r.id).await.is_none());
     assert_eq!(done.timeline.last().unwrap().event, "unfilled");
     // Nothing was reserved anywhere.
     let item = c.staff.get_item(spb::BarcodeRequest { barcode: "C1".into() }).await.unwrap().into_inner();

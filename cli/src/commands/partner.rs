@@ -3,7 +3,9 @@
 use anyhow::{anyhow, bail};
 use rota_certs::Card;
 use rota_certs::card::normalise_fingerprint;
-use rota_proto::staff::{AddPartnerRequest, Empty, SetPartnerStatusRequest, SymbolRequest};
+use rota_proto::staff::{AddPartnerRequest, ClosePartnerRequest, Empty, SetPartnerStatusRequest, SymbolRequest};
+
+use super::or_empty;
 
 use crate::PartnerCmd;
 use crate::context::{Ctx, RpcResult};
@@ -89,6 +91,26 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
         }
         PartnerCmd::Suspend { symbol } => set_status(ctx, symbol, "suspended").await?,
         PartnerCmd::Resume { symbol } => set_status(ctx, symbol, "active").await?,
+        PartnerCmd::Close { symbol, from, to, note } => {
+            if to < from {
+                crate::usage_error(format!(
+                    "--to {to} is before --from {from}: a closure runs from its first day to its last"
+                ));
+            }
+            let mut node = ctx.connect().await?;
+            let request = ClosePartnerRequest {
+                symbol,
+                from: from.format("%Y-%m-%d").to_string(),
+                to: to.format("%Y-%m-%d").to_string(),
+                note: or_empty(note),
+            };
+            let p = node.client.close_partner(request).await.rpc(&node.url)?;
+            if ctx.json {
+                return print_json(&partner_json(&p));
+            }
+            println!("partner {} ({}) is left out of new rotas from {from} to {to}\n", p.symbol, p.name);
+            print_partner(&p);
+        }
         PartnerCmd::Remove { symbol } => {
             let mut node = ctx.connect().await?;
             let p = node.client.remove_partner(SymbolRequest { symbol }).await.rpc(&node.url)?;

@@ -1,13 +1,16 @@
 //! `rota request …`: borrowing requests.
 
-use rota_proto::staff::{BorrowingActionRequest, Citation, CreateRequestRequest, IdRequest, ListRequest};
+use rota_proto::staff::{
+    BorrowingActionRequest, Citation, CreateRequestRequest, IdRequest, ListRequest, PreviewRequest,
+};
 
 use super::or_empty;
-use crate::RequestCmd;
 use crate::context::{Ctx, RpcResult};
 use crate::output::{
-    borrowing_brief, borrowing_json, current_lender, identifiers, print_fields, print_json, rota_table, table, time,
+    borrowing_brief, borrowing_json, current_lender, identifiers, local_copies_warning, preview_json, preview_table,
+    print_fields, print_json, rota_table, table, time,
 };
+use crate::{PreviewArgs, RequestCmd};
 
 /// Send one staff action on a borrowing request and print the request as it now is.
 async fn action(ctx: &Ctx, request: BorrowingActionRequest) -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
                 patron_id: a.patron,
                 note: or_empty(a.note),
                 need_before: a.need_before.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+                force: a.force,
             };
             let mut node = ctx.connect().await?;
             let r = node.client.create_request(request).await.rpc(&node.url)?;
@@ -136,6 +140,41 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
         RequestCmd::Accept { id } => return action(ctx, plain(id, "accept")).await,
         RequestCmd::Decline { id } => return action(ctx, plain(id, "decline")).await,
         RequestCmd::Lost { id } => return action(ctx, plain(id, "lost")).await,
+    }
+    Ok(())
+}
+
+/// `rota preview`: the rota a request for this citation would get. Nothing is sent to lenders.
+pub async fn preview(ctx: &Ctx, a: PreviewArgs) -> anyhow::Result<()> {
+    let blank = |s: &Option<String>| s.as_deref().is_none_or(|s| s.trim().is_empty());
+    if [&a.title, &a.isbn, &a.oclc, &a.lccn, &a.issn].into_iter().all(blank) {
+        crate::usage_error("give a --title or at least one identifier (--isbn, --oclc, --lccn, --issn)");
+    }
+    let citation = Citation {
+        title: or_empty(a.title),
+        author: or_empty(a.author),
+        isbn: or_empty(a.isbn),
+        issn: or_empty(a.issn),
+        oclc: or_empty(a.oclc),
+        lccn: or_empty(a.lccn),
+        format: a.format,
+    };
+    let mut node = ctx.connect().await?;
+    let r = node.client.preview(PreviewRequest { citation: Some(citation) }).await.rpc(&node.url)?;
+    if ctx.json {
+        return print_json(&preview_json(&r));
+    }
+    print_fields(&[("strategy", r.strategy.clone())]);
+    if let Some(warning) = local_copies_warning(&r) {
+        println!("{warning}");
+    }
+    if r.entries.is_empty() {
+        println!("\nNo partners to ask: add one with `rota partner add CARD_FILE --tier p2p`.");
+        return Ok(());
+    }
+    println!("{}", preview_table(&r));
+    if !r.entries.iter().any(|e| e.included) {
+        println!("No partner would be asked: a request would be unfilled at once.");
     }
     Ok(())
 }

@@ -338,6 +338,14 @@ pub fn locate_to_proto(a: &LocateAnswer) -> pb::LocateResponse {
     pb::LocateResponse { available: a.available, reason: reason_to_proto(a.reason) as i32, copies: a.copies }
 }
 
+pub fn locate_from_proto(r: &pb::LocateResponse) -> LocateAnswer {
+    LocateAnswer {
+        available: r.available,
+        reason: reason_from_proto("reason", r.reason).ok().flatten(),
+        copies: r.copies.min(10_000),
+    }
+}
+
 pub fn agreement_view(a: &Agreement) -> pb::AgreementView {
     pb::AgreementView {
         configured: a.configured,
@@ -468,6 +476,11 @@ pub fn partner_to_proto(v: &PartnerView) -> spb::Partner {
         agreement: Some(staff_agreement(p.symbol.as_str(), &v.agreement)),
         pending_messages: v.pending_messages,
         last_delivery_error: v.last_delivery_error.clone().unwrap_or_default(),
+        closures: v
+            .closures
+            .iter()
+            .map(|c| spb::Closure { from: c.from.to_string(), to: c.to.to_string(), note: c.note.clone() })
+            .collect(),
     }
 }
 

@@ -16,11 +16,11 @@ use rota_proto::peer::peer_client::PeerClient;
 use rota_proto::peer::{ConfirmationStatus, ErrorType};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::domain::Symbol;
 use crate::node::{Node, WakeReceiver};
+use crate::transport::channels::Channels;
 use crate::transport::convert::envelope_to_proto;
 
 /// How long an idle worker sleeps before looking again without being woken.
@@ -33,23 +33,15 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn start(node: Arc<Node>, cert_pem: &str, key_pem: &str, mut wake_rx: WakeReceiver) -> Dispatcher {
+    pub fn start(node: Arc<Node>, channels: Arc<Channels>, mut wake_rx: WakeReceiver) -> Dispatcher {
         let (stop, stop_rx) = watch::channel(false);
-        let cert_pem = cert_pem.to_owned();
-        let key_pem = key_pem.to_owned();
         let task = tokio::spawn(async move {
             let mut workers: HashMap<Symbol, (Arc<Notify>, JoinHandle<()>)> = HashMap::new();
             let spawn = |sym: Symbol, workers: &mut HashMap<Symbol, (Arc<Notify>, JoinHandle<()>)>| {
                 let entry = workers.entry(sym.clone()).or_insert_with(|| {
                     let notify = Arc::new(Notify::new());
-                    let w = Worker {
-                        node: node.clone(),
-                        partner: sym,
-                        notify: notify.clone(),
-                        cert_pem: cert_pem.clone(),
-                        key_pem: key_pem.clone(),
-                        channel: None,
-                    };
+                    let w =
+                        Worker { node: node.clone(), partner: sym, notify: notify.clone(), channels: channels.clone() };
                     (notify, tokio::spawn(w.run(stop_rx.clone())))
                 });
                 entry.0.notify_one();
@@ -87,10 +79,7 @@ struct Worker {
     node: Arc<Node>,
     partner: Symbol,
     notify: Arc<Notify>,
-    cert_pem: String,
-    key_pem: String,
-    /// The channel, and the (endpoint, fingerprint) it was built for.
-    channel: Option<(String, String, Channel)>,
+    channels: Arc<Channels>,
 }
 
 enum Outcome {
@@ -120,22 +109,6 @@ impl Worker {
         }
     }
 
-    fn channel(&mut self) -> Option<Channel> {
-        let entry = self.node.directory.active(&self.partner)?;
-        if let Some((ep, fp, ch)) = &self.channel
-            && *ep == entry.endpoint
-            && *fp == entry.fingerprint
-        {
-            return Some(ch.clone());
-        }
-        let tls =
-            rota_certs::tls::client_config(self.partner.clone(), &entry.ca_der, &self.cert_pem, &self.key_pem).ok()?;
-        let ch =
-            rota_proto::channel::lazy_channel(&entry.endpoint, tls, self.node.config.limits.request_timeout).ok()?;
-        self.channel = Some((entry.endpoint, entry.fingerprint, ch.clone()));
-        Some(ch)
-    }
-
     fn backoff(&self, attempts: i64) -> chrono::Duration {
         let p = &self.node.config.outbox;
         let exp = p.backoff_initial.saturating_mul(1u32 << attempts.clamp(0, 20) as u32).min(p.backoff_max);
@@ -146,7 +119,7 @@ impl Worker {
 
     async fn round(&mut self) -> anyhow::Result<Outcome> {
         loop {
-            let Some(channel) = self.channel() else {
+            let Some(channel) = self.channels.get(&self.partner) else {
                 return Ok(Outcome::Backoff); // suspended or removed: hold the messages
             };
             let now = self.node.clock.now();

@@ -7,6 +7,7 @@
 //! - [`dispatch`]: the outbox dispatcher, one long-lived channel per partner;
 //! - [`status`]: the one place node errors become gRPC statuses.
 
+pub mod channels;
 pub mod convert;
 pub mod dispatch;
 pub mod peer_api;

@@ -134,7 +134,9 @@ pub async fn serve(
     let verifier = Arc::new(InboundVerifier::new(node.symbol().clone(), &ca_der, node.directory.clone())?);
     let acceptor = TlsAcceptor::from(Arc::new(server_config(&node_cert, &node_key, verifier)?));
 
-    let dispatcher = Dispatcher::start(node.clone(), &node_cert, &node_key, wake_rx);
+    let channels = crate::transport::channels::Channels::new(node.clone(), &node_cert, &node_key);
+    node.set_locator(Arc::new(crate::transport::channels::PeerLocator(channels.clone())));
+    let dispatcher = Dispatcher::start(node.clone(), channels, wake_rx);
 
     let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<ServerIo>>(64);
     let accept_task = tokio::spawn(accept_loop(node.clone(), listener, acceptor, conn_tx));

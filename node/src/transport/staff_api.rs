@@ -193,13 +193,13 @@ impl Staff for StaffApi {
 
     async fn create_request(&self, req: Request<pb::CreateRequestRequest>) -> R<pb::BorrowingRequest> {
         let user = staff_user(&req)?;
-        let pb::CreateRequestRequest { citation, patron_id, note, need_before } = req.into_inner();
+        let pb::CreateRequestRequest { citation, patron_id, note, need_before, force } = req.into_inner();
         let citation = convert::staff_citation_from_proto(
             citation.ok_or_else(|| Status::invalid_argument("citation: is required"))?,
         )
         .map_err(invalid)?;
         let need_before = check_date("need_before", &need_before).map_err(invalid)?;
-        let rec = self.node.create_request(&user, NewRequest { citation, patron_id, note, need_before }).await?;
+        let rec = self.node.create_request(&user, NewRequest { citation, patron_id, note, need_before, force }).await?;
         let (rec, tl) = self.node.request(&rec.id).await?;
         Ok(Response::new(convert::borrowing_to_proto(&rec, &tl)))
     }
@@ -326,6 +326,42 @@ impl Staff for StaffApi {
         Ok(Response::new(pb::StatsReply {
             partners: rows.iter().map(convert::stats_to_proto).collect(),
             overall: Some(convert::stats_to_proto(&all)),
+        }))
+    }
+
+    async fn close_partner(&self, req: Request<pb::ClosePartnerRequest>) -> R<pb::Partner> {
+        let user = staff_user(&req)?;
+        let pb::ClosePartnerRequest { symbol: s, from, to, note } = req.into_inner();
+        let sym = symbol("symbol", &s)?;
+        let from = check_date("from", &from)
+            .map_err(invalid)?
+            .ok_or_else(|| invalid(FieldError::new("from", "is required")))?;
+        let to =
+            check_date("to", &to).map_err(invalid)?.ok_or_else(|| invalid(FieldError::new("to", "is required")))?;
+        let v = self.node.close_partner(&user, &sym, crate::domain::Closure { from, to, note }).await?;
+        Ok(Response::new(convert::partner_to_proto(&v)))
+    }
+
+    async fn preview(&self, req: Request<pb::PreviewRequest>) -> R<pb::PreviewReply> {
+        staff_user(&req)?;
+        let c = req.into_inner().citation.ok_or_else(|| Status::invalid_argument("citation: is required"))?;
+        let citation = convert::staff_citation_from_proto(c).map_err(invalid)?;
+        let (plan, own) = self.node.preview(&citation).await?;
+        Ok(Response::new(pb::PreviewReply {
+            entries: plan
+                .iter()
+                .map(|p| pb::PreviewEntry {
+                    partner: p.partner.to_string(),
+                    tier: p.tier.to_string(),
+                    priority: p.priority,
+                    included: p.included,
+                    locate: p.locate.as_str().into(),
+                    reason: p.reason.clone(),
+                    copies: p.copies,
+                })
+                .collect(),
+            local_copies: own.iter().map(|i| i.barcode.clone()).collect(),
+            strategy: self.node.config.strategy.to_string(),
         }))
     }
 }

@@ -14,6 +14,7 @@ impl From<NodeError> for Status {
             NodeError::Conflict(m) => Status::already_exists(m),
             NodeError::Forbidden(m) => Status::permission_denied(m),
             NodeError::Illegal(i) => Status::failed_precondition(i.to_string()),
+            NodeError::Precondition(m) => Status::failed_precondition(m),
             NodeError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 Status::internal("internal storage error; the node's log has the details")
