@@ -1,0 +1,164 @@
+//! The rota engine with real nodes: locate, closures, load, strategies, preview and the
+//! self-ownership check (DESIGN §5).
+
+use rota_proto::staff as spb;
+use rota_tests::{NodeOptions, partner_up, request_isbn, start_node, start_node_with};
+
+const ISBN: &str = "0914520407";
+
+fn citation() -> spb::Citation {
+    spb::Citation { title: "Glad reunion".into(), isbn: ISBN.into(), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_shows_locate_results_and_sends_nothing() {
+    let mut dgw = start_node("DGW").await;
+    let mut aaa = start_node("AAA").await;
+    let mut bbb = start_node("BBB").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut bbb, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    bbb.add_item("B-1", "Glad reunion", ISBN, "on_loan").await;
+    uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
+
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    assert_eq!(p.strategy, "priority");
+    let rows: Vec<(&str, bool, &str, &str)> =
+        p.entries.iter().map(|e| (e.partner.as_str(), e.included, e.locate.as_str(), e.reason.as_str())).collect();
+    assert_eq!(
+        rows,
+        [("BBB", true, "not_available", "NotOnShelf"), ("UVA", true, "available", ""), ("AAA", false, "not_available", "NotHeld")]
+    );
+    assert!(p.local_copies.is_empty());
+    // Nothing was sent.
+    for n in [&mut aaa, &mut bbb, &mut uva] {
+        assert!(n.staff.list_lending(spb::ListRequest::default()).await.unwrap().into_inner().requests.is_empty());
+    }
+    assert!(dgw.staff.list_requests(spb::ListRequest::default()).await.unwrap().into_inner().requests.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_own_copy_on_the_shelf_is_named_unless_forced() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    dgw.staff
+        .add_item(spb::Item {
+            barcode: "DGW-39001".into(),
+            title: "Glad reunion".into(),
+            isbn: ISBN.into(),
+            location: "Gelman Stacks".into(),
+            call_number: "BS571 .C495".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
+    let req = spb::CreateRequestRequest { citation: Some(citation()), patron_id: "P-1".into(), ..Default::default() };
+    let e = dgw.staff.create_request(req.clone()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("DGW-39001") && e.message().contains("Gelman Stacks"), "{}", e.message());
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    assert_eq!(p.local_copies, ["DGW-39001"]);
+    let r = dgw.staff.create_request(spb::CreateRequestRequest { force: true, ..req }).await.unwrap().into_inner();
+    dgw.wait_state(&r.id, "will_supply").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_and_fully_loaded_partners_are_skipped() {
+    let mut dgw = start_node("DGW").await;
+    let mut aaa = start_node("AAA").await;
+    let mut bbb = start_node("BBB").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut bbb, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    for n in [&mut aaa, &mut bbb, &mut uva] {
+        let sym = n.symbol.clone();
+        n.add_item(&format!("{sym}-1"), "Glad reunion", ISBN, "available").await;
+        n.add_item(&format!("{sym}-2"), "Glad reunion", ISBN, "available").await;
+    }
+    // AAA is closed over today.
+    let today = chrono::Utc::now().date_naive();
+    let closed = dgw
+        .staff
+        .close_partner(spb::ClosePartnerRequest {
+            symbol: "AAA".into(),
+            from: (today - chrono::Duration::days(1)).to_string(),
+            to: (today + chrono::Duration::days(3)).to_string(),
+            note: "winter break".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(closed.closures.len(), 1);
+    // BBB may have at most one loan outstanding to us.
+    dgw.staff.set_agreement(spb::SetAgreementRequest { partner: "BBB".into(), max_outstanding: Some(1), ..Default::default() }).await.unwrap();
+
+    let first = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    let r = dgw.wait_state(&first, "will_supply").await;
+    assert_eq!(r.supplier, "BBB", "AAA is closed, so BBB is first");
+    let second = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    let r = dgw.wait_state(&second, "will_supply").await;
+    assert_eq!(r.supplier, "UVA", "BBB is at its maximum outstanding");
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    let left_out: Vec<(&str, &str)> = p.entries.iter().filter(|e| !e.included).map(|e| (e.partner.as_str(), e.reason.as_str())).collect();
+    assert!(left_out.iter().any(|(p, r)| *p == "AAA" && r.starts_with("closed from")), "{left_out:?}");
+    assert!(left_out.iter().any(|(p, r)| *p == "BBB" && r.contains("maximum of 1")), "{left_out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_lender_is_asked_last_in_its_tier() {
+    let mut dgw = start_node("DGW").await;
+    let mut aaa = start_node("AAA").await;
+    let mut bbb = start_node("BBB").await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut bbb, "consortium", "consortium").await;
+    // AAA would be first by priority; BBB second.
+    dgw.staff.remove_partner(spb::SymbolRequest { symbol: "BBB".into() }).await.unwrap();
+    let card = bbb.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+    dgw.staff
+        .add_partner(spb::AddPartnerRequest { card_text: card.text, tier: "consortium".into(), priority: 200, expected_fingerprint: card.fingerprint })
+        .await
+        .unwrap();
+    dgw.staff.set_agreement(spb::SetAgreementRequest { partner: "BBB".into(), lend: Some(true), borrow: Some(true), ..Default::default() }).await.unwrap();
+    bbb.add_item("B-1", "Glad reunion", ISBN, "available").await;
+    let _aaa_down = aaa.stop().await;
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    let order: Vec<(&str, &str)> = p.entries.iter().filter(|e| e.included).map(|e| (e.partner.as_str(), e.locate.as_str())).collect();
+    assert_eq!(order, [("BBB", "available"), ("AAA", "unreachable")]);
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "BBB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_asks_the_lender_we_have_burdened_least_first() {
+    let opts = NodeOptions {
+        config_edits: vec![("tick_ms = 1000", "tick_ms = 25"), ("strategy = \"priority\"", "strategy = \"balance\"")],
+        ..Default::default()
+    };
+    let mut dgw = start_node_with("DGW", opts).await;
+    let mut aaa = start_node("AAA").await;
+    let mut bbb = start_node("BBB").await;
+    partner_up(&mut dgw, &mut aaa, "p2p", "p2p").await;
+    partner_up(&mut dgw, &mut bbb, "p2p", "p2p").await;
+    for n in [&mut aaa, &mut bbb] {
+        let sym = n.symbol.clone();
+        for i in 0..3 {
+            n.add_item(&format!("{sym}-{i}"), "Glad reunion", ISBN, "available").await;
+        }
+    }
+    // By priority (equal) and symbol, AAA is first. AAA lends to us once...
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "AAA");
+    aaa.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() }).await.unwrap();
+    dgw.wait_state(&id, "shipped").await;
+    // ...so with `balance`, BBB (which has lent us nothing) is asked first next time.
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    assert_eq!(p.strategy, "balance");
+    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
+    assert_eq!(order, ["BBB", "AAA"]);
+    let next = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    assert_eq!(dgw.wait_state(&next, "will_supply").await.supplier, "BBB");
+}
