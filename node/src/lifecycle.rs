@@ -187,7 +187,7 @@ impl Node {
             let (Some(lender), Some(asked)) = (rec.rota.get(rec.position), rec.asked_at) else { continue };
             let window = self.store.agreement(&lender.partner).await?.expiry_seconds;
             if now >= asked + chrono::Duration::seconds(window as i64) {
-                fired += self.fire_borrowing(&rec.id, BorrowingEvent::Expire).await;
+                fired += self.fire_expiry(&rec.id, &lender.partner).await;
             }
         }
         for rec in self
@@ -211,6 +211,35 @@ impl Node {
             }
         }
         Ok(fired)
+    }
+
+    /// The expiry timer, decided in one transaction with the outbox state it depends on:
+    /// whether the lender has confirmed our Request.
+    async fn fire_expiry(&self, id: &str, lender: &Symbol) -> usize {
+        let result: Result<bool> = async {
+            let now = self.clock.now();
+            let mut tx = self.store.begin().await?;
+            let Some(rec) = Store::borrowing(&mut tx, id).await? else { return Ok(false) };
+            let delivered = Store::all_delivered(&mut tx, lender, id).await?;
+            let Ok(step) = borrowing_step(&rec.view(), &BorrowingEvent::Expire { request_delivered: delivered }) else {
+                return Ok(false);
+            };
+            let mut wake = vec![];
+            self.apply_borrowing(&mut tx, &rec, step, &Actor::Node, now, &mut wake).await?;
+            tx.commit().await?;
+            for p in &wake {
+                self.wake(p);
+            }
+            Ok(true)
+        }
+        .await;
+        match result {
+            Ok(fired) => usize::from(fired),
+            Err(err) => {
+                tracing::warn!(request = %id, error = %err, "expiry timer failed");
+                0
+            }
+        }
     }
 
     async fn fire_borrowing(&self, id: &str, e: BorrowingEvent) -> usize {

@@ -182,7 +182,8 @@ pub enum BorrowingEvent {
     /// A staff action.
     Staff(BorrowingAction),
     /// Timer: the current lender has not answered within the agreement's expiry window.
-    Expire,
+    /// `request_delivered` says whether that lender has confirmed receiving our Request.
+    Expire { request_delivered: bool },
     /// Timer: the due date has passed.
     DuePassed,
 }
@@ -193,9 +194,15 @@ impl BorrowingEvent {
         match self {
             BorrowingEvent::StartLocating => "locate".into(),
             BorrowingEvent::Submit => "submit".into(),
+            BorrowingEvent::Answer { body, .. }
+                if body.reason == ReasonForMessage::CancelResponse && body.status == SupplierStatus::Loaned =>
+            {
+                "answer Loaned (cancel refused)".into()
+            }
             BorrowingEvent::Answer { body, .. } => format!("answer {}", body.status),
             BorrowingEvent::Staff(a) => format!("staff {}", a.name()),
-            BorrowingEvent::Expire => "timer expiry".into(),
+            BorrowingEvent::Expire { request_delivered: false } => "timer expiry, lender unreachable".into(),
+            BorrowingEvent::Expire { request_delivered: true } => "timer expiry".into(),
             BorrowingEvent::DuePassed => "timer due date".into(),
         }
     }
@@ -221,6 +228,8 @@ pub enum BorrowingEffect {
     Supplier(Symbol),
     /// A lender was asked now (starts its expiry window).
     Asked,
+    /// Take back this request's undelivered messages to a lender that never got them.
+    Withdraw(Symbol),
 }
 
 /// The result of one borrowing transition.
@@ -269,6 +278,17 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("shipped", "answer Loaned", "shipped"),
     ("received", "answer Loaned", "received"),
     ("loaned_to_patron", "answer Loaned", "loaned_to_patron"),
+    ("will_supply", "answer Loaned (cancel refused)", "shipped"),
+    ("cancel_pending", "answer Loaned (cancel refused)", "shipped"),
+    ("shipped", "answer Loaned (cancel refused)", "shipped"),
+    ("received", "answer Loaned (cancel refused)", "received"),
+    ("loaned_to_patron", "answer Loaned (cancel refused)", "loaned_to_patron"),
+    ("returned_by_patron", "answer Loaned (cancel refused)", "returned_by_patron"),
+    ("return_shipped", "answer Loaned (cancel refused)", "return_shipped"),
+    ("overdue", "answer Loaned (cancel refused)", "overdue"),
+    ("recalled", "answer Loaned (cancel refused)", "recalled"),
+    ("renew_requested", "answer Loaned (cancel refused)", "renew_requested"),
+    ("lost", "answer Loaned (cancel refused)", "lost"),
     ("renew_requested", "answer Loaned", "received"),
     ("renew_requested", "answer Loaned", "loaned_to_patron"),
     ("renew_requested", "answer Loaned", "overdue"),
@@ -283,6 +303,7 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("overdue", "answer Recalled", "recalled"),
     ("renew_requested", "answer Recalled", "recalled"),
     ("return_shipped", "answer LoanCompleted", "completed"),
+    ("lost", "answer LoanCompleted", "completed"),
     ("lost", "answer CompletedWithoutReturn", "lost"),
     ("sent", "staff cancel", "cancel_pending"),
     ("conditional", "staff cancel", "cancel_pending"),
@@ -309,10 +330,12 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("overdue", "staff lost", "lost"),
     ("recalled", "staff lost", "lost"),
     ("return_shipped", "staff lost", "lost"),
-    ("sent", "timer expiry", "sent"),
-    ("sent", "timer expiry", "unfilled"),
+    ("sent", "timer expiry, lender unreachable", "sent"),
+    ("sent", "timer expiry, lender unreachable", "unfilled"),
     ("conditional", "timer expiry", "sent"),
     ("conditional", "timer expiry", "unfilled"),
+    ("conditional", "timer expiry, lender unreachable", "sent"),
+    ("conditional", "timer expiry, lender unreachable", "unfilled"),
     ("shipped", "timer due date", "overdue"),
     ("received", "timer due date", "overdue"),
     ("loaned_to_patron", "timer due date", "overdue"),
@@ -438,16 +461,22 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                     step.state = S::Shipped;
                     step.due = body.due_date.or(view.due);
                 }
-                (S::Shipped | S::Received | S::LoanedToPatron, St::Loaned) => {
-                    if body.answer == Some(false) {
-                        step.notes.push(Note::new(
-                            "cancel_refused",
-                            "the lender had already shipped the item",
-                            Some(from),
-                        ));
-                    }
+                (
+                    S::Shipped
+                    | S::Received
+                    | S::LoanedToPatron
+                    | S::ReturnedByPatron
+                    | S::ReturnShipped
+                    | S::Overdue
+                    | S::Recalled
+                    | S::RenewRequested
+                    | S::Lost,
+                    St::Loaned,
+                ) if body.reason == ReasonForMessage::CancelResponse => {
+                    step.notes.push(Note::new("cancel_refused", "the lender had already shipped the item", Some(from)));
                 }
-                (S::RenewRequested, St::Loaned) => {
+                (S::Shipped | S::Received | S::LoanedToPatron, St::Loaned) => {}
+                (S::RenewRequested, St::Loaned) if body.reason == ReasonForMessage::RenewResponse => {
                     let back = view.resume.unwrap_or(S::LoanedToPatron);
                     match body.answer {
                         Some(true) => {
@@ -472,6 +501,15 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                     step.resume = None;
                 }
                 (S::ReturnShipped, St::LoanCompleted) => step.state = S::Completed,
+                // Reported lost on its way back, but the lender checked it in: it turned up.
+                (S::Lost, St::LoanCompleted) => {
+                    step.state = S::Completed;
+                    step.notes.push(Note::new(
+                        "found",
+                        "the lender checked the item in: it was not lost after all",
+                        Some(from),
+                    ));
+                }
                 (S::Lost, St::CompletedWithoutReturn) => {}
                 _ => return Err(illegal()),
             }
@@ -561,15 +599,31 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                 _ => return Err(illegal()),
             }
         }
-        BorrowingEvent::Expire => match view.state {
-            S::Sent | S::Conditional => {
-                tell(&mut step, RequesterAction::Cancel, "no answer within the expiry window", None);
+        // Rolling past a lender must never let two lenders ship. A lender that never got our
+        // Request cannot ship: the Request is withdrawn from the outbox and the rota rolls.
+        // A lender with a conditional offer cannot ship until we accept: it is cancelled and
+        // the rota rolls. A lender that got the Request has answered by itself (its answer is
+        // on the way), so the timer leaves it alone; staff can still cancel.
+        BorrowingEvent::Expire { request_delivered } => match (view.state, request_delivered) {
+            (S::Sent, false) => {
+                if let Some(l) = &lender {
+                    step.effects.push(BorrowingEffect::Withdraw(l.clone()));
+                }
                 step.notes.push(Note::new(
                     "expired",
-                    "no answer within the agreement's expiry window: cancel sent",
+                    "the lender could not be reached within the expiry window: request withdrawn",
                     lender.as_ref(),
                 ));
-                roll(&mut step, view, SlotOutcome::Skipped, Some("expired".into()), "no answer in time");
+                roll(&mut step, view, SlotOutcome::Skipped, Some("expired".into()), "lender unreachable");
+            }
+            (S::Conditional, _) => {
+                tell(&mut step, RequesterAction::Cancel, "conditions not answered within the expiry window", None);
+                step.notes.push(Note::new(
+                    "expired",
+                    "the conditional offer was not answered within the expiry window: cancel sent",
+                    lender.as_ref(),
+                ));
+                roll(&mut step, view, SlotOutcome::Skipped, Some("expired".into()), "conditions not answered in time");
             }
             _ => return Err(illegal()),
         },
@@ -981,15 +1035,22 @@ mod tests {
         let mut v = vec![
             BorrowingEvent::StartLocating,
             BorrowingEvent::Submit,
-            BorrowingEvent::Expire,
+            BorrowingEvent::Expire { request_delivered: true },
+            BorrowingEvent::Expire { request_delivered: false },
             BorrowingEvent::DuePassed,
         ];
         for st in SupplierStatus::ALL {
             v.push(answer(from, *st, Some(ReasonUnfilled::NotHeld)));
         }
-        let mut refused = SupplierBody::new(ReasonForMessage::RenewResponse, SupplierStatus::Loaned);
-        refused.answer = Some(false);
-        v.push(BorrowingEvent::Answer { from: sym(from), body: refused });
+        for (reason, answer) in [
+            (ReasonForMessage::RenewResponse, true),
+            (ReasonForMessage::RenewResponse, false),
+            (ReasonForMessage::CancelResponse, false),
+        ] {
+            let mut body = SupplierBody::new(reason, SupplierStatus::Loaned);
+            body.answer = Some(answer);
+            v.push(BorrowingEvent::Answer { from: sym(from), body });
+        }
         for a in [
             A::Receive { barcode: None },
             A::Loan,
@@ -1044,9 +1105,21 @@ mod tests {
     }
 
     #[test]
-    fn expiry_cancels_the_current_lender_and_rolls() {
-        let s = borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire).unwrap();
+    fn expiry_withdraws_from_an_unreachable_lender_and_never_rolls_past_one_that_answered() {
+        let s = borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire { request_delivered: false })
+            .unwrap();
         assert_eq!((s.state, s.position), (BorrowingState::Sent, 1));
+        assert!(s.effects.contains(&BorrowingEffect::Withdraw(sym("AA"))));
+        assert_eq!(s.out, vec![BorrowerOut::Request { to: sym("BB") }]);
+        // AA has our Request and has answered by itself: its answer is on the way.
+        assert!(
+            borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire { request_delivered: true })
+                .is_err()
+        );
+        // A conditional offer not answered in time is cancelled, and the rota rolls.
+        let s =
+            borrowing_step(&view(BorrowingState::Conditional, 0), &BorrowingEvent::Expire { request_delivered: true })
+                .unwrap();
         assert!(
             matches!(&s.out[0], BorrowerOut::Action { to, action: RequesterAction::Cancel, .. } if *to == sym("AA"))
         );

@@ -532,6 +532,10 @@ impl Node {
                 }
                 BorrowingEffect::Supplier(s) => supplier = Some(s.clone()),
                 BorrowingEffect::Asked => asked = true,
+                BorrowingEffect::Withdraw(l) => {
+                    let n = Store::withdraw(tx, l, &rec.id).await?;
+                    tracing::info!(request = %rec.id, partner = %l, withdrawn = n, "undelivered messages withdrawn");
+                }
             }
         }
         Store::update_borrowing(tx, &rec.id, &step, supplier.as_ref(), asked, now).await?;

@@ -829,6 +829,28 @@ impl Store {
             .collect()
     }
 
+    /// Whether `partner` has confirmed every message we sent it for this request.
+    pub async fn all_delivered(conn: &mut SqliteConnection, partner: &Symbol, request_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE partner = ? AND request_id = ? AND delivered_at IS NULL",
+        )
+        .bind(partner.as_str())
+        .bind(request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(n == 0)
+    }
+
+    /// Delete this request's undelivered messages to `partner` (it never got them).
+    pub async fn withdraw(conn: &mut SqliteConnection, partner: &Symbol, request_id: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM outbox WHERE partner = ? AND request_id = ? AND delivered_at IS NULL")
+            .bind(partner.as_str())
+            .bind(request_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// When the next undelivered message to `partner` falls due, if any.
     pub async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>> {
         let v: Option<i64> =

@@ -28,7 +28,11 @@ async fn preview_shows_locate_results_and_sends_nothing() {
         p.entries.iter().map(|e| (e.partner.as_str(), e.included, e.locate.as_str(), e.reason.as_str())).collect();
     assert_eq!(
         rows,
-        [("BBB", true, "not_available", "NotOnShelf"), ("UVA", true, "available", ""), ("AAA", false, "not_available", "NotHeld")]
+        [
+            ("BBB", true, "not_available", "NotOnShelf"),
+            ("UVA", true, "available", ""),
+            ("AAA", false, "not_available", "NotHeld")
+        ]
     );
     assert!(p.local_copies.is_empty());
     // Nothing was sent.
@@ -94,7 +98,14 @@ async fn closed_and_fully_loaded_partners_are_skipped() {
         .into_inner();
     assert_eq!(closed.closures.len(), 1);
     // BBB may have at most one loan outstanding to us.
-    dgw.staff.set_agreement(spb::SetAgreementRequest { partner: "BBB".into(), max_outstanding: Some(1), ..Default::default() }).await.unwrap();
+    dgw.staff
+        .set_agreement(spb::SetAgreementRequest {
+            partner: "BBB".into(),
+            max_outstanding: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     let first = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     let r = dgw.wait_state(&first, "will_supply").await;
@@ -103,7 +114,8 @@ async fn closed_and_fully_loaded_partners_are_skipped() {
     let r = dgw.wait_state(&second, "will_supply").await;
     assert_eq!(r.supplier, "UVA", "BBB is at its maximum outstanding");
     let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
-    let left_out: Vec<(&str, &str)> = p.entries.iter().filter(|e| !e.included).map(|e| (e.partner.as_str(), e.reason.as_str())).collect();
+    let left_out: Vec<(&str, &str)> =
+        p.entries.iter().filter(|e| !e.included).map(|e| (e.partner.as_str(), e.reason.as_str())).collect();
     assert!(left_out.iter().any(|(p, r)| *p == "AAA" && r.starts_with("closed from")), "{left_out:?}");
     assert!(left_out.iter().any(|(p, r)| *p == "BBB" && r.contains("maximum of 1")), "{left_out:?}");
 }
@@ -119,14 +131,28 @@ async fn an_unreachable_lender_is_asked_last_in_its_tier() {
     dgw.staff.remove_partner(spb::SymbolRequest { symbol: "BBB".into() }).await.unwrap();
     let card = bbb.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
     dgw.staff
-        .add_partner(spb::AddPartnerRequest { card_text: card.text, tier: "consortium".into(), priority: 200, expected_fingerprint: card.fingerprint })
+        .add_partner(spb::AddPartnerRequest {
+            card_text: card.text,
+            tier: "consortium".into(),
+            priority: 200,
+            expected_fingerprint: card.fingerprint,
+        })
         .await
         .unwrap();
-    dgw.staff.set_agreement(spb::SetAgreementRequest { partner: "BBB".into(), lend: Some(true), borrow: Some(true), ..Default::default() }).await.unwrap();
+    dgw.staff
+        .set_agreement(spb::SetAgreementRequest {
+            partner: "BBB".into(),
+            lend: Some(true),
+            borrow: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     bbb.add_item("B-1", "Glad reunion", ISBN, "available").await;
     let _aaa_down = aaa.stop().await;
     let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
-    let order: Vec<(&str, &str)> = p.entries.iter().filter(|e| e.included).map(|e| (e.partner.as_str(), e.locate.as_str())).collect();
+    let order: Vec<(&str, &str)> =
+        p.entries.iter().filter(|e| e.included).map(|e| (e.partner.as_str(), e.locate.as_str())).collect();
     assert_eq!(order, [("BBB", "available"), ("AAA", "unreachable")]);
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "BBB");
@@ -152,7 +178,9 @@ async fn balance_asks_the_lender_we_have_burdened_least_first() {
     // By priority (equal) and symbol, AAA is first. AAA lends to us once...
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "AAA");
-    aaa.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() }).await.unwrap();
+    aaa.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() })
+        .await
+        .unwrap();
     dgw.wait_state(&id, "shipped").await;
     // ...so with `balance`, BBB (which has lent us nothing) is asked first next time.
     let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
