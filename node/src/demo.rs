@@ -152,7 +152,7 @@ fn ts(ms: i64) -> String {
 fn print_timeline(title: &str, events: &[pb::TimelineEvent]) {
     println!("\n{title}");
     for e in events {
-        println!("  {}  {:<14} {:<17} {:<12} {}", ts(e.at_unix_ms), e.actor, e.event, e.state, e.detail);
+        println!("  {}  {:<13} {:<17} {:<18} {}", ts(e.at_unix_ms), e.actor, e.event, e.state, e.detail);
     }
 }
 
@@ -323,23 +323,37 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let req = loop {
-        let r = libs[0].staff.get_request(pb::IdRequest { id: created.id.clone() }).await?.into_inner();
-        if matches!(r.state.as_str(), "will_supply" | "unfilled") {
-            break r;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("request {} is still {} after 30 s", r.id, r.state);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let id = created.id.clone();
+    let req = wait_borrowing(&mut libs[0].staff, &id, &["will_supply", "unfilled"]).await?;
     println!(
         "Request {} is now {}{}.",
         req.id,
         req.state,
         if req.supplier.is_empty() { String::new() } else { format!(": {} will supply it", req.supplier) }
     );
+    if req.state != "will_supply" || req.supplier != "UVA" {
+        bail!("expected UVA to supply the request, but it is {} (supplier {:?})", req.state, req.supplier);
+    }
+
+    // 4. The book's journey, as staff at each library would record it.
+    let lend = |action: &str| pb::LendingActionRequest { id: id.clone(), action: action.into(), ..Default::default() };
+    let borrow =
+        |action: &str| pb::BorrowingActionRequest { id: id.clone(), action: action.into(), ..Default::default() };
+    let shipped = libs[2].staff.lending_action(lend("ship")).await?.into_inner();
+    println!("UVA pulls {} from the shelf and ships it, due {}.", shipped.item_barcode, shipped.due_date);
+    wait_borrowing(&mut libs[0].staff, &id, &["shipped"]).await?;
+    let arrived = pb::BorrowingActionRequest { barcode: shipped.item_barcode.clone(), ..borrow("receive") };
+    libs[0].staff.borrowing_action(arrived).await?;
+    println!("DGW receives it (barcode checked), lends it to the patron, gets it back and ships it home.");
+    for action in ["loan", "return", "ship-return"] {
+        libs[0].staff.borrowing_action(borrow(action)).await?;
+    }
+    wait_lending(&mut libs[2].staff, &id, "return_shipped").await?;
+    libs[2].staff.lending_action(lend("check-in")).await?;
+    println!("UVA checks it in: the copy is back on the shelf.");
+    let req = wait_borrowing(&mut libs[0].staff, &id, &["completed"]).await?;
+    println!("Request {} is now {}.", req.id, req.state);
+
     print_timeline(&format!("Timeline at DGW (borrower), request {}:", req.id), &req.timeline);
     for l in libs.iter_mut().skip(1) {
         if let Ok(r) = l.staff.get_lending(pb::IdRequest { id: req.id.clone() }).await {
@@ -347,8 +361,39 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
             print_timeline(&format!("Timeline at {} (lender):", l.symbol), &r.timeline);
         }
     }
-    if req.state != "will_supply" || req.supplier != "UVA" {
-        bail!("expected UVA to supply the request, but it is {} (supplier {:?})", req.state, req.supplier);
-    }
     Ok(())
+}
+
+/// Wait (at most 30 s) until borrowing request `id` is in one of `states`.
+async fn wait_borrowing(
+    staff: &mut StaffClient<Channel>,
+    id: &str,
+    states: &[&str],
+) -> anyhow::Result<pb::BorrowingRequest> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = staff.get_request(pb::IdRequest { id: id.into() }).await?.into_inner();
+        if states.contains(&r.state.as_str()) {
+            return Ok(r);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("request {id} is still {} after 30 s (waiting for {})", r.state, states.join(" or "));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait (at most 30 s) until lending request `id` is in `state`.
+async fn wait_lending(staff: &mut StaffClient<Channel>, id: &str, state: &str) -> anyhow::Result<pb::LendingRequest> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = staff.get_lending(pb::IdRequest { id: id.into() }).await?.into_inner();
+        if r.state == state {
+            return Ok(r);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("lending request {id} is still {} after 30 s (waiting for {state})", r.state);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

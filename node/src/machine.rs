@@ -343,6 +343,33 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("*", "late answer: recorded", "*"),
 ];
 
+/// The transition tables as Markdown, for `docs/STATES.md`.
+pub fn state_tables_markdown() -> String {
+    let mut out = String::from(
+        "# Request states\n\n\
+         Generated from `node/src/machine.rs` by the test `machine::tests::states_doc_is_current`\n\
+         (`ROTA_BLESS=1 cargo test -p rota-node --lib states_doc` rewrites it). Do not edit by hand.\n\n\
+         Each side has one state machine. A row is a legal transition: the state before, what\n\
+         happened (`answer X` is a message from the lender, `borrower X` one from the borrower,\n\
+         `staff …` a staff command, `timer …` the node's own clock), and the state after. Where a\n\
+         transition can roll the rota on, both outcomes are listed. Anything not listed is refused\n\
+         with an error that names the current state.\n",
+    );
+    for (title, all, table) in [
+        ("Borrowing side", BorrowingState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(), BORROWING_TRANSITIONS),
+        ("Lending side", LendingState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(), LENDING_TRANSITIONS),
+    ] {
+        out.push_str(&format!(
+            "\n## {title}\n\nStates: {}.\n\n| from | event | to |\n|---|---|---|\n",
+            all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ));
+        for (a, b, c) in table {
+            out.push_str(&format!("| `{a}` | {b} | `{c}` |\n"));
+        }
+    }
+    out
+}
+
 /// Decide one borrowing event.
 pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<BorrowingStep, Illegal> {
     use BorrowingState as S;
@@ -858,17 +885,17 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
             step.state = S::WillSupply;
             step.item_barcode = Some(barcode.clone());
             step.effects.push(LendingEffect::Reserve { barcode: barcode.clone() });
-            send(&mut step, ReasonForMessage::RequestResponse, St::WillSupply, &|b| b.item_id = barcode.clone());
             step.notes.push(Note::new("reserved", format!("item {barcode} reserved and on the pick list"), None));
+            send(&mut step, ReasonForMessage::RequestResponse, St::WillSupply, &|b| b.item_id = barcode.clone());
         }
         (S::Received, LendingEvent::Decide(Decision::Unfilled { reason, note })) => {
             step.state = S::Unfilled;
             step.reason_unfilled = Some(*reason);
+            step.notes.push(Note::new("decided", note.clone(), None));
             send(&mut step, ReasonForMessage::RequestResponse, St::Unfilled, &|b| {
                 b.reason_unfilled = Some(*reason);
                 b.note = note.clone();
             });
-            step.notes.push(Note::new("decided", note.clone(), None));
         }
         (
             S::Received | S::WillSupply | S::Conditional,
@@ -1250,5 +1277,20 @@ mod tests {
         assert_eq!(s.out[0].answer, Some(false));
         let e = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "x".into() })).unwrap_err();
         assert_eq!(e.to_string(), "decision WillSupply is not allowed while the request is shipped");
+    }
+
+    /// docs/STATES.md is generated from the tables above and must not drift.
+    #[test]
+    fn states_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/STATES.md");
+        let want = state_tables_markdown();
+        if std::env::var_os("ROTA_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/STATES.md is out of date: run ROTA_BLESS=1 cargo test -p rota-node --lib states_doc"
+        );
     }
 }

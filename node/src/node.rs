@@ -98,7 +98,7 @@ fn cause_actor(event: &str, cause: &Actor) -> String {
     // What the node does by itself in reaction to an event is the node's act.
     match (event, cause) {
         ("request_sent" | "rolled" | "unfilled" | "cancel_sent", _) => Actor::Node.to_string(),
-        ("answer_sent", Actor::Partner(_)) => Actor::Node.to_string(),
+        ("answer_sent" | "decided" | "reserved" | "released", Actor::Partner(_)) => Actor::Node.to_string(),
         _ => cause.to_string(),
     }
 }

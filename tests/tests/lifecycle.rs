@@ -91,8 +91,8 @@ async fn the_whole_journey_to_completed_on_both_sides() {
         events(&l.timeline),
         [
             "request_received",
-            "answer_sent",
             "reserved",
+            "answer_sent",
             "answer_sent",
             "borrower_received",
             "notification",
@@ -102,6 +102,9 @@ async fn the_whole_journey_to_completed_on_both_sides() {
             "answer_sent"
         ]
     );
+    // The node's own acts are the node's; staff acts name the staff member.
+    assert_eq!(l.timeline[1].actor, "node");
+    assert_eq!(l.timeline[3].actor, "staff:admin");
     // Timelines never go backwards in time.
     for tl in [&done.timeline, &l.timeline] {
         assert!(tl.windows(2).all(|w| w[0].at_unix_ms <= w[1].at_unix_ms));
