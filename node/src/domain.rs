@@ -382,9 +382,11 @@ fn opt_id(field: &str, raw: &str, f: fn(&str) -> Result<String, String>) -> Resu
 }
 
 impl Citation {
+    /// A citation needs a title or at least one identifier.
     pub fn parse(raw: RawCitation<'_>) -> Result<Self, FieldError> {
+        let has_id = [raw.isbn, raw.issn, raw.oclc, raw.lccn].iter().any(|v| !v.trim().is_empty());
         let c = Citation {
-            title: check_text("title", raw.title, 2000, true)?,
+            title: check_text("title", raw.title, 2000, false)?,
             author: check_text("author", raw.author, 500, false)?,
             isbn: opt_id("isbn", raw.isbn, normalise_isbn)?,
             issn: opt_id("issn", raw.issn, normalise_issn)?,
@@ -394,6 +396,9 @@ impl Citation {
             publisher: check_text("publisher", raw.publisher, 300, false)?,
             year: check_text("year", raw.year, 16, false)?,
         };
+        if c.title.is_empty() && !has_id {
+            return Err(FieldError::new("title", "is required when there is no ISBN, ISSN, OCLC number or LCCN"));
+        }
         Ok(c)
     }
 
@@ -454,6 +459,9 @@ impl Item {
         let barcode = check_text("barcode", raw.barcode, 64, true)?;
         if barcode.chars().any(char::is_whitespace) {
             return Err(FieldError::new("barcode", "must not contain spaces"));
+        }
+        if raw.citation.title.trim().is_empty() {
+            return Err(FieldError::new("title", "is required"));
         }
         let c = Citation::parse(raw.citation)?;
         Ok(Item {

@@ -218,3 +218,52 @@ impl Node {
 
 /// Shared handle type for a locator.
 pub type SharedLocator = Arc<dyn Locator>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(p: &str, priority: u32) -> Planned {
+        Planned {
+            partner: Symbol::parse(p).unwrap(),
+            tier: Tier::P2p,
+            priority,
+            included: true,
+            locate: LocateResult::NotAsked,
+            reason: String::new(),
+            copies: 0,
+        }
+    }
+
+    fn stats(requests: u64, filled: u64, lent: u64, borrowed: u64, shipped_after: &[f64]) -> PartnerStats {
+        PartnerStats {
+            requests,
+            filled,
+            lent,
+            borrowed,
+            created_to_shipped_s: shipped_after.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn order(strategy: Strategy, stats: &HashMap<String, PartnerStats>) -> Vec<String> {
+        let mut v = [planned("AAA", 1), planned("BBB", 2), planned("CCC", 3)];
+        v.sort_by(|a, b| compare(strategy, stats, a, b));
+        v.iter().map(|p| p.partner.to_string()).collect()
+    }
+
+    #[test]
+    fn strategies_order_lenders_within_a_tier() {
+        let mut s = HashMap::new();
+        // AAA lent us much and we lent it little; BBB fills everything fast; CCC fills half, slowly.
+        s.insert("AAA".to_owned(), stats(10, 5, 0, 9, &[86_400.0]));
+        s.insert("BBB".to_owned(), stats(4, 4, 3, 2, &[3_600.0]));
+        s.insert("CCC".to_owned(), stats(4, 2, 5, 0, &[172_800.0]));
+        assert_eq!(order(Strategy::Priority, &s), ["AAA", "BBB", "CCC"]);
+        assert_eq!(order(Strategy::Balance, &s), ["CCC", "BBB", "AAA"]);
+        assert_eq!(order(Strategy::Performance, &s), ["BBB", "AAA", "CCC"]);
+        // Equal fill rate: the faster lender first.
+        s.insert("CCC".to_owned(), stats(10, 5, 0, 0, &[3_600.0]));
+        assert_eq!(order(Strategy::Performance, &s), ["BBB", "CCC", "AAA"]);
+    }
+}

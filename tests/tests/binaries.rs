@@ -147,6 +147,33 @@ async fn cli_round_trip_with_real_processes() {
         "{lending}"
     );
 
+    // The journey continues through the CLI: pick list, ship, receive, worklist, stats.
+    let picks = json(&run(rota(&bins, &uva).args(["--json", "lending", "pick-list"])));
+    assert_eq!(picks.as_array().map(Vec::len), Some(1), "{picks}");
+    let text = String::from_utf8_lossy(&run(rota(&bins, &uva).args(["lending", "pick-list"])).stdout).to_string();
+    assert!(text.contains("00000002") && text.contains("Main Stacks"), "{text}");
+    let shipped = json(&run(rota(&bins, &uva).args(["--json", "lending", "ship", &id, "--note", "media mail"])));
+    assert_eq!(shipped["state"], "shipped", "{shipped}");
+    eventually("DGW to see the shipment", PATIENCE, || {
+        let out = rota(&bins, &dgw).args(["--json", "request", "show", &id]).output().unwrap();
+        async move {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["state"] == "shipped").then_some(())
+        }
+    })
+    .await;
+    let todo = json(&run(rota(&bins, &dgw).args(["--json", "todo"])));
+    assert!(todo.to_string().contains(&id), "{todo}");
+    let received = json(&run(rota(&bins, &dgw).args(["--json", "request", "receive", &id, "--barcode", "00000002"])));
+    assert_eq!(received["state"], "received", "{received}");
+    let refused = rota(&bins, &dgw).args(["request", "loan", "DGW-99"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("DGW-99"));
+    let stats = json(&run(rota(&bins, &dgw).args(["--json", "stats"])));
+    assert_eq!(stats["overall"]["filled"], 1, "{stats}");
+    let preview = json(&run(rota(&bins, &dgw).args(["--json", "preview", "--lccn", "00000002"])));
+    assert_eq!(preview["entries"][0]["partner"], "UVA", "{preview}");
+
     // The admin issues a certificate for another staff member, whose profile then works.
     let jane = root.path().join("jane");
     run(rota(&bins, &dgw).args(["staff", "issue", "jane", "-o"]).arg(&jane));
