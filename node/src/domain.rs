@@ -432,7 +432,10 @@ pub struct Item {
     pub author: String,
     pub publisher: String,
     pub year: String,
+    /// The first ISBN (for display); `isbns` has them all.
     pub isbn: Option<String>,
+    /// Every ISBN of the item, normalised to ISBN-13, in the order found.
+    pub isbns: Vec<String>,
     pub issn: Option<String>,
     pub oclc: Option<String>,
     pub lccn: Option<String>,
@@ -470,6 +473,7 @@ impl Item {
             author: c.author,
             publisher: c.publisher,
             year: c.year,
+            isbns: c.isbn.iter().cloned().collect(),
             isbn: c.isbn,
             issn: c.issn,
             oclc: c.oclc,
@@ -492,6 +496,50 @@ impl Item {
 
     pub fn title_key(&self) -> String {
         title_key(&self.title, &self.author)
+    }
+
+    /// Parse an item from an import. A malformed identifier is dropped with a warning
+    /// instead of refusing the whole item (a book with a mistyped ISBN is still a book);
+    /// anything else wrong refuses the item. `more_isbns` are further ISBNs of the record.
+    pub fn parse_import(raw: RawItem<'_>, more_isbns: &[String]) -> Result<(Item, Vec<String>), FieldError> {
+        let mut warnings = vec![];
+        let mut isbns: Vec<String> = vec![];
+        for r in std::iter::once(raw.citation.isbn).chain(more_isbns.iter().map(String::as_str)) {
+            if r.trim().is_empty() {
+                continue;
+            }
+            match normalise_isbn(r) {
+                Ok(v) if !isbns.contains(&v) => isbns.push(v),
+                Ok(_) => {}
+                Err(e) => warnings.push(format!("isbn: {e}; ignored")),
+            }
+        }
+        let mut keep = |field: &str, v: &'_ str, f: fn(&str) -> Result<String, String>| -> bool {
+            if v.trim().is_empty() || f(v).is_ok() {
+                true
+            } else {
+                warnings.push(format!("{field}: {}; ignored", f(v).err().unwrap_or_default()));
+                false
+            }
+        };
+        let mut cleaned = raw.clone();
+        cleaned.citation.isbn = "";
+        if !keep("issn", raw.citation.issn, normalise_issn) {
+            cleaned.citation.issn = "";
+        }
+        if !keep("oclc", raw.citation.oclc, normalise_oclc) {
+            cleaned.citation.oclc = "";
+        }
+        if !keep("lccn", raw.citation.lccn, normalise_lccn) {
+            cleaned.citation.lccn = "";
+        }
+        if cleaned.citation.title.trim().is_empty() {
+            return Err(FieldError::new("title", "is required"));
+        }
+        let mut item = Item::parse(cleaned)?;
+        item.isbn = isbns.first().cloned();
+        item.isbns = isbns;
+        Ok((item, warnings))
     }
 }
 

@@ -246,26 +246,48 @@ impl Store {
     }
 
     // -- items --------------------------------------------------------------------------
+    //
+    // Withdrawn items (gone from the catalogue by a `--replace` or `--delete` import) stay in
+    // the table for the lending history that names them, but nothing else sees them.
 
     pub async fn item(&self, barcode: &str) -> Result<Option<Item>> {
-        let row =
-            sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(barcode).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT * FROM items WHERE barcode = ? AND withdrawn = 0")
+            .bind(barcode)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(item_from_row).transpose()
     }
 
-    /// Items whose identifiers, barcode, title or author contain `query`.
+    /// Items whose barcode or normalised identifier equals `query`, or whose title or author
+    /// contains every word of it.
     pub async fn search_items(&self, query: &str, limit: u32) -> Result<Vec<Item>> {
-        let like = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        let rows = sqlx::query(
-            "SELECT * FROM items WHERE barcode = ?1 OR isbn = ?1 OR oclc = ?1 OR lccn = ?1 OR issn = ?1
-               OR title LIKE ?2 ESCAPE '\\' OR author LIKE ?2 ESCAPE '\\'
-             ORDER BY title, barcode LIMIT ?3",
-        )
-        .bind(query)
-        .bind(like)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
+        let q = query.trim();
+        let isbn = crate::domain::normalise_isbn(q).ok();
+        let oclc = crate::domain::normalise_oclc(q).ok();
+        let lccn = crate::domain::normalise_lccn(q).ok();
+        let issn = crate::domain::normalise_issn(q).ok();
+        let words: Vec<String> = q
+            .split_whitespace()
+            .take(8)
+            .map(|w| format!("%{}%", w.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+            .collect();
+        let mut sql = String::from(
+            "SELECT * FROM items WHERE withdrawn = 0 AND (barcode = ?1
+               OR barcode IN (SELECT barcode FROM item_isbns WHERE isbn = ?2)
+               OR oclc = ?3 OR lccn = ?4 OR issn = ?5",
+        );
+        if !words.is_empty() {
+            let per_word: Vec<String> = (0..words.len())
+                .map(|k| format!("(title LIKE ?{n} ESCAPE '\\' OR author LIKE ?{n} ESCAPE '\\')", n = k + 7))
+                .collect();
+            sql.push_str(&format!(" OR ({})", per_word.join(" AND ")));
+        }
+        sql.push_str(") ORDER BY title, barcode LIMIT ?6");
+        let mut query = sqlx::query(&sql).bind(q).bind(isbn).bind(oclc).bind(lccn).bind(issn).bind(i64::from(limit));
+        for w in &words {
+            query = query.bind(w);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(item_from_row).collect()
     }
 
@@ -274,8 +296,10 @@ impl Store {
     pub async fn matching_items(conn: &mut SqliteConnection, c: &Citation) -> Result<Vec<Item>> {
         let rows = if c.has_identifier() {
             sqlx::query(
-                "SELECT * FROM items WHERE (isbn = ?1 AND ?1 IS NOT NULL) OR (oclc = ?2 AND ?2 IS NOT NULL)
-                   OR (lccn = ?3 AND ?3 IS NOT NULL) OR (issn = ?4 AND ?4 IS NOT NULL) ORDER BY barcode",
+                "SELECT * FROM items WHERE withdrawn = 0 AND (
+                    barcode IN (SELECT barcode FROM item_isbns WHERE isbn = ?1)
+                    OR (oclc = ?2 AND ?2 IS NOT NULL) OR (lccn = ?3 AND ?3 IS NOT NULL) OR (issn = ?4 AND ?4 IS NOT NULL))
+                 ORDER BY barcode",
             )
             .bind(&c.isbn)
             .bind(&c.oclc)
@@ -284,7 +308,7 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?
         } else {
-            sqlx::query("SELECT * FROM items WHERE title_key = ? ORDER BY barcode")
+            sqlx::query("SELECT * FROM items WHERE title_key = ? AND withdrawn = 0 ORDER BY barcode")
                 .bind(crate::domain::title_key(&c.title, &c.author))
                 .fetch_all(&mut *conn)
                 .await?
@@ -298,21 +322,24 @@ impl Store {
         Self::matching_items(&mut conn, c).await
     }
 
-    /// Insert or update one item.
+    /// Insert or update one item (staff adding a single item by hand).
     pub async fn upsert_item(conn: &mut SqliteConnection, item: &Item, now: DateTime<Utc>) -> Result<Upsert> {
-        let existing =
-            sqlx::query("SELECT * FROM items WHERE barcode = ?").bind(&item.barcode).fetch_optional(&mut *conn).await?;
+        let existing = sqlx::query("SELECT * FROM items WHERE barcode = ? AND withdrawn = 0")
+            .bind(&item.barcode)
+            .fetch_optional(&mut *conn)
+            .await?;
         let outcome = match existing.as_ref().map(item_from_row).transpose()? {
             Some(old) if &old == item => return Ok(Upsert::Unchanged),
             Some(_) => Upsert::Updated,
             None => Upsert::Created,
         };
         sqlx::query(
-            "INSERT INTO items (barcode, title, author, publisher, year, isbn, issn, oclc, lccn, format, location, call_number, policy, status, title_key, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-             ON CONFLICT (barcode) DO UPDATE SET title = ?2, author = ?3, publisher = ?4, year = ?5, isbn = ?6, issn = ?7,
-               oclc = ?8, lccn = ?9, format = ?10, location = ?11, call_number = ?12, policy = ?13, status = ?14,
-               title_key = ?15, updated_at = ?16",
+            "INSERT INTO items (barcode, title, author, publisher, year, isbn, isbns, issn, oclc, lccn, format, location,
+               call_number, policy, status, title_key, updated_at, withdrawn)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0)
+             ON CONFLICT (barcode) DO UPDATE SET title = ?2, author = ?3, publisher = ?4, year = ?5, isbn = ?6, isbns = ?7,
+               issn = ?8, oclc = ?9, lccn = ?10, format = ?11, location = ?12, call_number = ?13, policy = ?14,
+               status = ?15, title_key = ?16, updated_at = ?17, withdrawn = 0",
         )
         .bind(&item.barcode)
         .bind(&item.title)
@@ -320,6 +347,7 @@ impl Store {
         .bind(&item.publisher)
         .bind(&item.year)
         .bind(&item.isbn)
+        .bind(item.isbns.join(" "))
         .bind(&item.issn)
         .bind(&item.oclc)
         .bind(&item.lccn)
@@ -332,6 +360,14 @@ impl Store {
         .bind(ms(now))
         .execute(&mut *conn)
         .await?;
+        sqlx::query("DELETE FROM item_isbns WHERE barcode = ?").bind(&item.barcode).execute(&mut *conn).await?;
+        for isbn in &item.isbns {
+            sqlx::query("INSERT OR IGNORE INTO item_isbns (isbn, barcode) VALUES (?, ?)")
+                .bind(isbn)
+                .bind(&item.barcode)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(outcome)
     }
 
@@ -1043,6 +1079,7 @@ fn item_from_row(r: &SqliteRow) -> Result<Item> {
         publisher: r.get("publisher"),
         year: r.get("year"),
         isbn: r.get("isbn"),
+        isbns: r.get::<String, _>("isbns").split_whitespace().map(str::to_owned).collect(),
         issn: r.get("issn"),
         oclc: r.get("oclc"),
         lccn: r.get("lccn"),
