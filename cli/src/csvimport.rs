@@ -115,7 +115,7 @@ pub fn parse(name: &str, data: &[u8]) -> anyhow::Result<Vec<ImportRow>> {
             status,
             updated_at_unix_ms: 0,
         };
-        rows.push(ImportRow { source: format!("line {line}"), item: Some(item) });
+        rows.push(ImportRow { source: format!("line {line}"), item: Some(item), record: line, ..Default::default() });
     }
     // The csv crate lets a quote that is never closed run to the end of the file, which
     // would swallow every later line into one value. It can only happen in the last record,

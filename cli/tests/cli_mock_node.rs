@@ -253,22 +253,33 @@ impl Staff for Mock {
         item.updated_at_unix_ms = T0;
         Ok(Response::new(item))
     }
-    async fn import_items(&self, r: Request<Streaming<ImportRow>>) -> Reply<ImportSummary> {
+    async fn import(&self, r: Request<Streaming<ImportMessage>>) -> Reply<ImportReport> {
         let mut stream = r.into_inner();
         let mut sources = Vec::new();
-        while let Some(row) = stream.message().await? {
-            let item = row.item.unwrap_or_default();
-            if item.policy == "bogus" {
-                return Err(Status::invalid_argument(format!(
-                    "{}: policy \"bogus\" is not one of lendable, not_lendable, library_use_only",
-                    row.source
-                )));
+        let mut mode = String::new();
+        while let Some(msg) = stream.message().await? {
+            let rows = match msg.body {
+                Some(import_message::Body::Start(s)) => {
+                    mode = s.mode;
+                    continue;
+                }
+                Some(import_message::Body::Batch(b)) => b.rows,
+                None => continue,
+            };
+            for row in rows {
+                let item = row.item.unwrap_or_default();
+                if item.policy == "bogus" {
+                    return Err(Status::invalid_argument(format!(
+                        "{}: policy \"bogus\" is not one of lendable, not_lendable, library_use_only",
+                        row.source
+                    )));
+                }
+                sources.push(row.source);
             }
-            sources.push(row.source);
         }
         let rows = sources.len() as u64;
         self.seen.lock().unwrap().import_sources = sources;
-        Ok(Response::new(ImportSummary { rows, created: rows - 1, updated: 1, unchanged: 0 }))
+        Ok(Response::new(ImportReport { mode, rows, created: rows - 1, updated: 1, ..Default::default() }))
     }
     async fn search_items(&self, _: Request<SearchItemsRequest>) -> Reply<ItemList> {
         Ok(Response::new(ItemList::default()))

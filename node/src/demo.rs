@@ -294,14 +294,24 @@ async fn setup_and_request(libs: &mut [Running]) -> anyhow::Result<()> {
                 if spec.symbol == "DGU" && it.isbn == target.isbn {
                     it.status = "on_loan".into();
                 }
-                pb::ImportRow { source: format!("line {}", spec.rows.start + i + 2), item: Some(it) }
+                let line = (spec.rows.start + i + 2) as u64;
+                pb::ImportRow { source: format!("line {line}"), item: Some(it), record: line - 1, ..Default::default() }
             })
             .collect();
-        let s = l.staff.import_items(tokio_stream::iter(rows)).await?.into_inner();
+        let mut msgs = vec![pb::ImportMessage {
+            body: Some(pb::import_message::Body::Start(pb::ImportStart { mode: "upsert".into(), dry_run: false })),
+        }];
+        for chunk in rows.chunks(500) {
+            msgs.push(pb::ImportMessage {
+                body: Some(pb::import_message::Body::Batch(pb::ImportBatch { rows: chunk.to_vec() })),
+            });
+        }
+        let s = l.staff.import(tokio_stream::iter(msgs)).await?.into_inner();
         println!(
-            "  {} imported {} items from Library of Congress records",
+            "  {} imported {} items from Library of Congress records ({} malformed identifiers ignored)",
             spec.symbol,
-            s.created + s.updated + s.unchanged
+            s.created + s.updated + s.unchanged,
+            s.warnings
         );
     }
 

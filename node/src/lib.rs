@@ -20,6 +20,7 @@ pub mod demo;
 pub mod directory;
 pub mod domain;
 pub mod error;
+pub mod import;
 pub mod init;
 pub mod lifecycle;
 pub mod machine;

@@ -290,11 +290,20 @@ impl Node {
         let mut out = vec![];
         for r in self
             .store
-            .borrowing_in(&[B::Shipped, B::Overdue, B::Unfilled, B::Conditional, B::Recalled, B::ReturnedByPatron])
+            .borrowing_in(&[
+                B::Shipped,
+                B::Received,
+                B::Overdue,
+                B::Unfilled,
+                B::Conditional,
+                B::Recalled,
+                B::ReturnedByPatron,
+            ])
             .await?
         {
             let action = match r.state {
                 B::Shipped => "receive the item when it arrives",
+                B::Received => "lend it to the patron",
                 B::Overdue => "get the item back from the patron: it is overdue",
                 B::Unfilled => "no lender could supply it: tell the patron or try elsewhere",
                 B::Conditional => "accept or decline the lender's conditions",

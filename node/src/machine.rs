@@ -297,6 +297,8 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("received", "answer Overdue", "overdue"),
     ("loaned_to_patron", "answer Overdue", "overdue"),
     ("overdue", "answer Overdue", "overdue"),
+    ("returned_by_patron", "answer Overdue", "returned_by_patron"),
+    ("return_shipped", "answer Overdue", "return_shipped"),
     ("shipped", "answer Recalled", "recalled"),
     ("received", "answer Recalled", "recalled"),
     ("loaned_to_patron", "answer Recalled", "recalled"),
@@ -523,6 +525,8 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                     step.resume = None;
                 }
                 (S::Shipped | S::Received | S::LoanedToPatron | S::Overdue, St::Overdue) => step.state = S::Overdue,
+                // The patron has already brought it back: the notice crossed the return.
+                (S::ReturnedByPatron | S::ReturnShipped, St::Overdue) => {}
                 (S::Shipped | S::Received | S::LoanedToPatron | S::Overdue | S::RenewRequested, St::Recalled) => {
                     step.state = S::Recalled;
                     step.resume = None;

@@ -66,15 +66,6 @@ pub struct PartnerView {
     pub closures: Vec<crate::domain::Closure>,
 }
 
-/// Totals of one holdings import.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ImportSummary {
-    pub rows: u64,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-}
-
 /// A new borrowing request, as staff enter it.
 #[derive(Clone, Debug)]
 pub struct NewRequest {
@@ -295,23 +286,6 @@ impl Node {
         let outcome = Store::upsert_item(&mut tx, item, self.clock.now()).await?;
         tx.commit().await?;
         Ok((outcome, item.clone()))
-    }
-
-    /// Apply a whole import in one transaction: all rows or none.
-    pub async fn import_items(&self, items: &[Item]) -> Result<ImportSummary> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let mut s = ImportSummary::default();
-        for item in items {
-            s.rows += 1;
-            match Store::upsert_item(&mut tx, item, now).await? {
-                Upsert::Created => s.created += 1,
-                Upsert::Updated => s.updated += 1,
-                Upsert::Unchanged => s.unchanged += 1,
-            }
-        }
-        tx.commit().await?;
-        Ok(s)
     }
 
     pub async fn item(&self, barcode: &str) -> Result<Item> {

@@ -187,6 +187,9 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
+        // No import survives a restart: whatever was staged when the node stopped is dropped.
+        sqlx::query("DELETE FROM import_staging").execute(&writer).await?;
+        sqlx::query("DELETE FROM import_staging_isbns").execute(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -369,6 +372,182 @@ impl Store {
                 .await?;
         }
         Ok(outcome)
+    }
+
+    // -- imports ------------------------------------------------------------------------
+
+    /// Stage validated items of import `id` (one multi-row statement per call).
+    pub async fn stage_items(conn: &mut SqliteConnection, id: &str, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO import_staging (import_id, barcode, title, author, publisher, year, isbn, isbns, issn, oclc, lccn,
+               format, location, call_number, policy, status, title_key) ",
+        );
+        qb.push_values(items, |mut b, i| {
+            b.push_bind(id)
+                .push_bind(&i.barcode)
+                .push_bind(&i.title)
+                .push_bind(&i.author)
+                .push_bind(&i.publisher)
+                .push_bind(&i.year)
+                .push_bind(&i.isbn)
+                .push_bind(i.isbns.join(" "))
+                .push_bind(&i.issn)
+                .push_bind(&i.oclc)
+                .push_bind(&i.lccn)
+                .push_bind(&i.format)
+                .push_bind(&i.location)
+                .push_bind(&i.call_number)
+                .push_bind(i.policy.as_str())
+                .push_bind(i.status.as_str())
+                .push_bind(i.title_key());
+        });
+        qb.build().execute(&mut *conn).await?;
+        let pairs: Vec<(&str, &str)> =
+            items.iter().flat_map(|i| i.isbns.iter().map(move |n| (i.barcode.as_str(), n.as_str()))).collect();
+        for chunk in pairs.chunks(2000) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT OR IGNORE INTO import_staging_isbns (import_id, barcode, isbn) ",
+            );
+            qb.push_values(chunk, |mut b, (barcode, isbn)| {
+                b.push_bind(id).push_bind(*barcode).push_bind(*isbn);
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Apply staged rows as an upsert. Returns (created, updated, unchanged). An item with
+    /// a live lending request keeps its status.
+    pub async fn apply_staged_upsert(
+        conn: &mut SqliteConnection,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64, u64)> {
+        const LIVE: &str = "EXISTS (SELECT 1 FROM lending l WHERE l.item_barcode = i.barcode
+                              AND l.state NOT IN ('unfilled', 'cancelled', 'completed', 'expired'))";
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS import_changed (barcode TEXT PRIMARY KEY, is_new INTEGER NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM import_changed").execute(&mut *conn).await?;
+        sqlx::query(&format!(
+            "INSERT INTO import_changed (barcode, is_new)
+             SELECT s.barcode, i.barcode IS NULL OR i.withdrawn = 1
+             FROM import_staging s LEFT JOIN items i ON i.barcode = s.barcode
+             WHERE s.import_id = ?1 AND (i.barcode IS NULL OR i.withdrawn = 1 OR NOT (
+                 i.title IS s.title AND i.author IS s.author AND i.publisher IS s.publisher AND i.year IS s.year
+                 AND i.isbns IS s.isbns AND i.issn IS s.issn AND i.oclc IS s.oclc AND i.lccn IS s.lccn
+                 AND i.format IS s.format AND i.location IS s.location AND i.call_number IS s.call_number
+                 AND i.policy IS s.policy AND (i.status IS s.status OR {LIVE})))"
+        ))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM import_staging WHERE import_id = ?")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let (created, changed): (i64, i64) =
+            sqlx::query_as("SELECT COALESCE(SUM(is_new), 0), COUNT(*) FROM import_changed")
+                .fetch_one(&mut *conn)
+                .await?;
+        sqlx::query(
+            "INSERT INTO items (barcode, title, author, publisher, year, isbn, isbns, issn, oclc, lccn, format, location,
+               call_number, policy, status, title_key, updated_at, withdrawn)
+             SELECT s.barcode, s.title, s.author, s.publisher, s.year, s.isbn, s.isbns, s.issn, s.oclc, s.lccn, s.format,
+               s.location, s.call_number, s.policy, s.status, s.title_key, ?2, 0
+             FROM import_staging s JOIN import_changed c ON c.barcode = s.barcode WHERE s.import_id = ?1
+             ON CONFLICT (barcode) DO UPDATE SET title = excluded.title, author = excluded.author,
+               publisher = excluded.publisher, year = excluded.year, isbn = excluded.isbn, isbns = excluded.isbns,
+               issn = excluded.issn, oclc = excluded.oclc, lccn = excluded.lccn, format = excluded.format,
+               location = excluded.location, call_number = excluded.call_number, policy = excluded.policy,
+               status = CASE WHEN EXISTS (SELECT 1 FROM lending l WHERE l.item_barcode = items.barcode
+                                          AND l.state NOT IN ('unfilled', 'cancelled', 'completed', 'expired'))
+                             THEN items.status ELSE excluded.status END,
+               title_key = excluded.title_key, updated_at = excluded.updated_at, withdrawn = 0",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM item_isbns WHERE barcode IN (SELECT barcode FROM import_changed)")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO item_isbns (isbn, barcode)
+             SELECT si.isbn, si.barcode FROM import_staging_isbns si JOIN import_changed c ON c.barcode = si.barcode
+             WHERE si.import_id = ?",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        Ok((created as u64, (changed - created) as u64, (total - changed) as u64))
+    }
+
+    /// Withdraw live items that import `id` did not list (a full sync). Items on loan or
+    /// reserved are kept and returned instead.
+    pub async fn withdraw_missing(
+        conn: &mut SqliteConnection,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Vec<(String, ItemStatus)>)> {
+        let missing = "withdrawn = 0 AND NOT EXISTS (SELECT 1 FROM import_staging s WHERE s.import_id = ?1 AND s.barcode = items.barcode)";
+        Self::withdraw_where(conn, id, missing, now).await
+    }
+
+    /// Withdraw the items import `id` listed. Returns (withdrawn, kept, barcodes not found).
+    pub async fn withdraw_listed(
+        conn: &mut SqliteConnection,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Vec<(String, ItemStatus)>, Vec<String>)> {
+        let missing: Vec<String> = sqlx::query_scalar(
+            "SELECT s.barcode FROM import_staging s WHERE s.import_id = ?
+               AND NOT EXISTS (SELECT 1 FROM items i WHERE i.barcode = s.barcode AND i.withdrawn = 0) ORDER BY s.barcode",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let listed = "withdrawn = 0 AND EXISTS (SELECT 1 FROM import_staging s WHERE s.import_id = ?1 AND s.barcode = items.barcode)";
+        let (n, kept) = Self::withdraw_where(conn, id, listed, now).await?;
+        Ok((n, kept, missing))
+    }
+
+    async fn withdraw_where(
+        conn: &mut SqliteConnection,
+        id: &str,
+        cond: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Vec<(String, ItemStatus)>)> {
+        let kept_rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT barcode, status FROM items WHERE {cond} AND status IN ('on_loan', 'reserved') ORDER BY barcode"
+        ))
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let kept = kept_rows
+            .into_iter()
+            .map(|(b, s)| Ok((b, parse::<ItemStatus>("item status", &s)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let r = sqlx::query(&format!(
+            "UPDATE items SET withdrawn = 1, updated_at = ?2 WHERE {cond} AND status NOT IN ('on_loan', 'reserved')"
+        ))
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok((r.rows_affected(), kept))
+    }
+
+    /// Remove an import's staging rows.
+    pub async fn clear_staging(conn: &mut SqliteConnection, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM import_staging WHERE import_id = ?").bind(id).execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM import_staging_isbns WHERE import_id = ?").bind(id).execute(&mut *conn).await?;
+        Ok(())
     }
 
     /// Set an item's status only if it is `from` now. Returns whether it changed.
@@ -687,7 +866,7 @@ impl Store {
     /// Live loans and reservations to `borrower` (for the agreement's maximum outstanding).
     pub async fn outstanding_to(conn: &mut SqliteConnection, borrower: &Symbol) -> Result<u32> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM lending WHERE borrower = ? AND state NOT IN ('received', 'unfilled', 'cancelled', 'completed', 'expired')",
+            "SELECT COUNT(*) FROM lending WHERE borrower = ? AND state NOT IN ('received', 'unfilled', 'cancelled', 'completed', 'expired', 'lost')",
         )
         .bind(borrower.as_str())
         .fetch_one(&mut *conn)

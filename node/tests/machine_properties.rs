@@ -311,6 +311,7 @@ impl World {
 fn random_event_sequences_keep_both_sides_consistent() {
     let runs: u64 = std::env::var("ROTA_PROPTEST_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     for seed in 0..runs {
+        let _guard = SeedGuard(seed);
         let mut w = World::new(seed);
         for r in 0..REQUESTS {
             w.borrower(r, BorrowingEvent::Submit);
@@ -321,5 +322,16 @@ fn random_event_sequences_keep_both_sides_consistent() {
         }
         w.quiesce();
         w.check_agreement(seed);
+    }
+}
+
+/// Names the seed of a failing run, whichever check fails.
+struct SeedGuard(u64);
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failing seed: {} (replay it by starting the loop there)", self.0);
+        }
     }
 }

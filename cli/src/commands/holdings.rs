@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 
 use anyhow::bail;
 use futures::StreamExt;
-use rota_proto::staff::{BarcodeRequest, Item, SearchItemsRequest};
+use rota_proto::staff::{
+    BarcodeRequest, ImportBatch, ImportMessage, ImportStart, Item, SearchItemsRequest, import_message,
+};
 use serde_json::json;
 
 use super::or_empty;
@@ -49,13 +51,20 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
             let mut node = ctx.connect().await?;
             let progress = std::io::stderr().is_terminal();
             let mut sent = 0usize;
-            let stream = futures::stream::iter(rows).inspect(move |_| {
-                sent += 1;
-                if progress && (sent.is_multiple_of(100) || sent == total) {
+            let start = ImportMessage { body: Some(import_message::Body::Start(ImportStart::default())) };
+            let batches: Vec<ImportMessage> = rows
+                .chunks(500)
+                .map(|c| ImportMessage { body: Some(import_message::Body::Batch(ImportBatch { rows: c.to_vec() })) })
+                .collect();
+            let stream = futures::stream::iter(std::iter::once(start).chain(batches)).inspect(move |m| {
+                if let Some(import_message::Body::Batch(b)) = &m.body {
+                    sent += b.rows.len();
+                }
+                if progress {
                     eprint!("\rsent {sent}/{total} rows");
                 }
             });
-            let reply = node.client.import_items(stream).await;
+            let reply = node.client.import(stream).await;
             if progress {
                 eprintln!();
             }

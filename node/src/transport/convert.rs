@@ -578,6 +578,71 @@ pub fn stats_to_proto(s: &crate::lifecycle::PartnerStats) -> spb::PartnerStats {
     }
 }
 
+/// An import row as the node takes it: raw strings, validated in `import`.
+pub fn incoming_row(r: spb::ImportRow) -> crate::import::IncomingRow {
+    let spb::ImportRow { source, item, record, offset, more_isbns } = r;
+    let spb::Item {
+        barcode,
+        title,
+        author,
+        publisher,
+        year,
+        isbn,
+        issn,
+        oclc,
+        lccn,
+        format,
+        location,
+        call_number,
+        policy,
+        status,
+        updated_at_unix_ms: _,
+    } = item.unwrap_or_default();
+    let isbns = std::iter::once(isbn).chain(more_isbns).filter(|s| !s.trim().is_empty()).take(32).collect();
+    crate::import::IncomingRow {
+        source: source.chars().take(64).collect(),
+        record,
+        offset,
+        barcode,
+        title,
+        author,
+        publisher,
+        year,
+        isbns,
+        issn,
+        oclc,
+        lccn,
+        format,
+        location,
+        call_number,
+        policy,
+        status,
+    }
+}
+
+pub fn import_report_to_proto(r: &crate::import::ImportReport) -> spb::ImportReport {
+    let issue = |i: &crate::import::ImportIssue| spb::ImportIssue {
+        source: i.source.clone(),
+        record: i.record,
+        offset: i.offset,
+        reason: i.reason.clone(),
+    };
+    spb::ImportReport {
+        mode: r.mode.map(|m| m.to_string()).unwrap_or_default(),
+        dry_run: r.dry_run,
+        rows: r.rows,
+        created: r.created,
+        updated: r.updated,
+        unchanged: r.unchanged,
+        withdrawn: r.withdrawn,
+        skipped: r.skipped,
+        skips: r.skips.iter().map(issue).collect(),
+        kept: r.kept.iter().map(|(b, s)| spb::KeptItem { barcode: b.clone(), status: s.to_string() }).collect(),
+        warnings: r.warnings,
+        warning_samples: r.warning_samples.iter().map(issue).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

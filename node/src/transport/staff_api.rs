@@ -8,14 +8,12 @@ use rota_proto::staff::staff_server::Staff;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::domain::{FieldError, PartnerStatus, ReasonUnfilled, Symbol, Tier, check_date};
+use crate::import::{ImportMode, IncomingRow};
 use crate::machine::{BorrowingState, LendingState};
 use crate::node::{AgreementPatch, NewRequest, Node};
 use crate::transport::convert;
 use crate::transport::server::staff_user;
 use crate::transport::status::invalid;
-
-/// Most rows one import stream may carry.
-pub const MAX_IMPORT_ROWS: u64 = 5_000_000;
 
 pub struct StaffApi {
     node: Arc<Node>,
@@ -114,34 +112,47 @@ impl Staff for StaffApi {
         Ok(Response::new(convert::item_to_proto(&item)))
     }
 
-    async fn import_items(&self, req: Request<Streaming<pb::ImportRow>>) -> R<pb::ImportSummary> {
-        staff_user(&req)?;
+    async fn import(&self, req: Request<Streaming<pb::ImportMessage>>) -> R<pb::ImportReport> {
+        let user = staff_user(&req)?;
         let mut stream = req.into_inner();
-        let mut items = Vec::new();
-        let mut seen = std::collections::HashMap::new();
-        while let Some(row) = stream.next().await {
-            let pb::ImportRow { source, item } = row?;
-            let source: String = source.chars().take(64).collect();
-            let item = convert::item_from_proto(item.unwrap_or_default())
-                .map_err(|e| Status::invalid_argument(format!("{source}: {e}; nothing was imported")))?;
-            if let Some(first) = seen.insert(item.barcode.clone(), source.clone()) {
-                return Err(Status::invalid_argument(format!(
-                    "{source}: barcode {} already appears at {first}; nothing was imported",
-                    item.barcode
-                )));
+        let start = match stream.next().await {
+            Some(Ok(pb::ImportMessage { body: Some(pb::import_message::Body::Start(s)) })) => s,
+            Some(Err(e)) => return Err(e),
+            _ => return Err(Status::invalid_argument("the first message of an import must be ImportStart")),
+        };
+        let pb::ImportStart { mode, dry_run } = start;
+        let mode = if mode.is_empty() {
+            ImportMode::Upsert
+        } else {
+            ImportMode::parse_field(&mode, "mode").map_err(invalid)?
+        };
+        let mut session = self.node.import_begin(mode, dry_run).await?;
+        let id = session.id.clone();
+        tracing::info!(import = %id, staff = %user, %mode, dry_run, "holdings import started");
+        let fed: Result<(), Status> = async {
+            while let Some(msg) = stream.next().await {
+                let rows = match msg?.body {
+                    Some(pb::import_message::Body::Batch(b)) => b.rows,
+                    _ => {
+                        return Err(Status::invalid_argument(
+                            "after ImportStart, only ImportBatch messages may follow",
+                        ));
+                    }
+                };
+                let rows: Vec<IncomingRow> = rows.into_iter().map(convert::incoming_row).collect();
+                self.node.import_rows(&mut session, rows).await?;
             }
-            items.push(item);
-            if items.len() as u64 > MAX_IMPORT_ROWS {
-                return Err(Status::resource_exhausted(format!("an import may carry at most {MAX_IMPORT_ROWS} rows")));
-            }
+            Ok(())
         }
-        let s = self.node.import_items(&items).await?;
-        Ok(Response::new(pb::ImportSummary {
-            rows: s.rows,
-            created: s.created,
-            updated: s.updated,
-            unchanged: s.unchanged,
-        }))
+        .await;
+        if let Err(e) = fed {
+            // Cut off or refused: nothing is applied.
+            self.node.import_abort(&id).await;
+            tracing::info!(import = %id, error = %e, "holdings import abandoned; nothing applied");
+            return Err(e);
+        }
+        let report = self.node.import_finish(session).await?;
+        Ok(Response::new(convert::import_report_to_proto(&report)))
     }
 
     async fn search_items(&self, req: Request<pb::SearchItemsRequest>) -> R<pb::ItemList> {
