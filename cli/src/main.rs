@@ -323,6 +323,13 @@ Example:
         #[arg(long, default_value_t = 20, value_name = "N")]
         limit: u32,
     },
+    /// Count your holdings by status, policy and format.
+    ///
+    /// A quick health check after an import: how many items are on the shelf, on loan,
+    /// reserved for partners or missing; how many carry an ISBN, OCLC number or LCCN
+    /// (items without identifiers can only be matched by title and author).
+    #[command(after_help = "Examples:\n  rota holdings stats\n  rota --json holdings stats")]
+    Stats,
     /// Show one item by barcode.
     #[command(after_help = "Example:\n  rota holdings show 31234000123")]
     Show {

@@ -287,6 +287,16 @@ impl Staff for Mock {
     async fn get_item(&self, _: Request<BarcodeRequest>) -> Reply<Item> {
         unimplemented()
     }
+    async fn holdings_stats(&self, _: Request<Empty>) -> Reply<HoldingsStatsReply> {
+        Ok(Response::new(HoldingsStatsReply {
+            items: 3,
+            by_status: vec![Count { key: "available".into(), count: 2 }, Count { key: "on_loan".into(), count: 1 }],
+            by_policy: vec![Count { key: "lendable".into(), count: 3 }],
+            by_format: vec![Count { key: "book".into(), count: 3 }],
+            with_isbn: 1,
+            ..Default::default()
+        }))
+    }
     async fn set_agreement(&self, r: Request<SetAgreementRequest>) -> Reply<Agreement> {
         self.seen.lock().unwrap().set_agreement = Some(r.into_inner());
         Ok(Response::new(agreement()))

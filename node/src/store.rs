@@ -69,6 +69,19 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// Counts over the holdings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HoldingsStats {
+    pub items: u64,
+    pub withdrawn: u64,
+    pub by_status: Vec<(String, u64)>,
+    pub by_policy: Vec<(String, u64)>,
+    pub by_format: Vec<(String, u64)>,
+    pub with_isbn: u64,
+    pub with_oclc: u64,
+    pub with_lccn: u64,
+}
+
 /// One lender in a stored rota.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotaEntry {
@@ -372,6 +385,32 @@ impl Store {
                 .await?;
         }
         Ok(outcome)
+    }
+
+    /// Holdings counts: (items, withdrawn, by status, by policy, by format, with isbn, oclc, lccn).
+    pub async fn holdings_stats(&self) -> Result<HoldingsStats> {
+        let group = |col: &str| {
+            format!(
+                "SELECT {col}, COUNT(*) FROM items WHERE withdrawn = 0 GROUP BY {col} ORDER BY COUNT(*) DESC, {col}"
+            )
+        };
+        let counts = |rows: Vec<(String, i64)>| rows.into_iter().map(|(k, n)| (k, n as u64)).collect::<Vec<_>>();
+        let (items, withdrawn, isbn, oclc, lccn): (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(withdrawn = 0), 0), COALESCE(SUM(withdrawn = 1), 0), COALESCE(SUM(withdrawn = 0 AND isbns <> ''), 0),
+               COALESCE(SUM(withdrawn = 0 AND oclc IS NOT NULL), 0), COALESCE(SUM(withdrawn = 0 AND lccn IS NOT NULL), 0) FROM items",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(HoldingsStats {
+            items: items as u64,
+            withdrawn: withdrawn as u64,
+            by_status: counts(sqlx::query_as(&group("status")).fetch_all(&self.reader).await?),
+            by_policy: counts(sqlx::query_as(&group("policy")).fetch_all(&self.reader).await?),
+            by_format: counts(sqlx::query_as(&group("format")).fetch_all(&self.reader).await?),
+            with_isbn: isbn as u64,
+            with_oclc: oclc as u64,
+            with_lccn: lccn as u64,
+        })
     }
 
     // -- imports ------------------------------------------------------------------------

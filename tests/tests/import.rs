@@ -69,6 +69,9 @@ async fn upsert_then_reimport_then_change_one() {
     assert_eq!((r.rows, r.created, r.updated, r.unchanged, r.skipped), (50, 50, 0, 0, 0), "{r:?}");
     let item = n.staff.get_item(spb::BarcodeRequest { barcode: "00000002".into() }).await.unwrap().into_inner();
     assert_eq!((item.lccn.as_str(), item.oclc.as_str()), ("00000002", "5853149"));
+    let stats = n.staff.holdings_stats(spb::Empty {}).await.unwrap().into_inner();
+    assert_eq!((stats.items, stats.with_lccn, stats.with_oclc), (50, 50, 41));
+    assert_eq!(stats.by_status[0].key, "available");
     // The same file again changes nothing.
     let r = import(&mut n, "upsert", false, fixture_rows()).await;
     assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 50));

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::bail;
 use futures::StreamExt;
 use rota_proto::staff::{
-    BarcodeRequest, ImportBatch, ImportMessage, ImportStart, Item, SearchItemsRequest, import_message,
+    BarcodeRequest, Count, Empty, ImportBatch, ImportMessage, ImportStart, Item, SearchItemsRequest, import_message,
 };
 use serde_json::json;
 
@@ -116,6 +116,38 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
                 ]);
             }
             println!("{t}");
+        }
+        HoldingsCmd::Stats => {
+            let mut node = ctx.connect().await?;
+            let s = node.client.holdings_stats(Empty {}).await.rpc(&node.url)?;
+            let counts =
+                |v: &[Count]| v.iter().map(|c| (c.key.clone(), json!(c.count))).collect::<serde_json::Map<_, _>>();
+            if ctx.json {
+                return print_json(&json!({
+                    "items": s.items,
+                    "withdrawn": s.withdrawn,
+                    "by_status": counts(&s.by_status),
+                    "by_policy": counts(&s.by_policy),
+                    "by_format": counts(&s.by_format),
+                    "with_isbn": s.with_isbn,
+                    "with_oclc": s.with_oclc,
+                    "with_lccn": s.with_lccn,
+                }));
+            }
+            print_fields(&[
+                ("items", s.items.to_string()),
+                ("withdrawn", s.withdrawn.to_string()),
+                ("with ISBN", s.with_isbn.to_string()),
+                ("with OCLC number", s.with_oclc.to_string()),
+                ("with LCCN", s.with_lccn.to_string()),
+            ]);
+            for (title, v) in [("status", &s.by_status), ("policy", &s.by_policy), ("format", &s.by_format)] {
+                let mut t = table([title, "items"]);
+                for c in v {
+                    t.add_row([c.key.clone(), c.count.to_string()]);
+                }
+                println!("{t}");
+            }
         }
         HoldingsCmd::Show { barcode } => {
             let mut node = ctx.connect().await?;

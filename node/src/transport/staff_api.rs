@@ -375,4 +375,20 @@ impl Staff for StaffApi {
             strategy: self.node.config.strategy.to_string(),
         }))
     }
+
+    async fn holdings_stats(&self, req: Request<pb::Empty>) -> R<pb::HoldingsStatsReply> {
+        staff_user(&req)?;
+        let s = self.node.store.holdings_stats().await.map_err(crate::error::NodeError::from)?;
+        let counts = |v: &[(String, u64)]| v.iter().map(|(k, n)| pb::Count { key: k.clone(), count: *n }).collect();
+        Ok(Response::new(pb::HoldingsStatsReply {
+            items: s.items,
+            withdrawn: s.withdrawn,
+            by_status: counts(&s.by_status),
+            by_policy: counts(&s.by_policy),
+            by_format: counts(&s.by_format),
+            with_isbn: s.with_isbn,
+            with_oclc: s.with_oclc,
+            with_lccn: s.with_lccn,
+        }))
+    }
 }
