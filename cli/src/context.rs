@@ -1,7 +1,7 @@
 //! The command context: global options, the profile, and the connection to the node.
 //!
 //! The profile is loaded and the node contacted only when a command first needs it, so
-//! every check that can be made locally (arguments, card files, CSV files, output folders)
+//! every check that can be made locally (arguments, card files, holdings files, output folders)
 //! runs, and fails, before anything touches the network.
 
 use std::error::Error as _;

@@ -3,19 +3,21 @@
 //! Every library runs its own Rota node; staff use this tool to talk to it over gRPC with
 //! mutual TLS, using a profile (node URL, staff certificate, key and CA) written by
 //! `rota-node init` or by `rota staff issue`. The tool manages partner cards and partners
-//! (and their closure periods), agreements, holdings and CSV imports, staff certificates,
-//! borrowing requests (and a preview of the rota one would get) and lending requests and the
-//! actions staff take on them, the daily worklist (`rota todo`) and statistics.
+//! (and their closure periods), agreements, holdings and their imports (MARC21, MARCXML,
+//! CSV), staff certificates, borrowing requests (and a preview of the rota one would get)
+//! and lending requests and the actions staff take on them, the daily worklist
+//! (`rota todo`) and statistics.
 //!
 //! Layout: this file holds the command-line grammar (clap) and the dispatch; [`context`]
 //! loads the profile and connects; [`output`] formats tables, `key: value` lines, JSON and
-//! timestamps; [`csvimport`] reads holdings files; [`duration`] parses `--expiry` values
-//! and formats turnaround times; [`commands`] has one module per command group.
+//! timestamps; [`import`] streams holdings exports to the node; [`duration`] parses
+//! `--expiry` values and formats turnaround times; [`commands`] has one module per command
+//! group.
 
 mod commands;
 mod context;
-mod csvimport;
 mod duration;
+mod import;
 mod output;
 
 use std::path::PathBuf;
@@ -89,7 +91,7 @@ enum Command {
     /// Staff certificates: issue a profile for a colleague.
     #[command(subcommand)]
     Staff(StaffCmd),
-    /// Your library's holdings: add items, import a CSV file, search, show.
+    /// Your library's holdings: add items, import an export (MARC21, MARCXML, CSV), search, show.
     #[command(subcommand)]
     Holdings(HoldingsCmd),
     /// What you lend to and borrow from each partner (loan period, formats, ...).
@@ -282,36 +284,49 @@ Example:
   rota holdings add --barcode 31234000123 --title \"Moby Dick\" --author \"Melville, Herman\" \\
       --isbn 9780142437247 --call-number \"PS2384 .M6\" --location \"Main Stacks\"")]
     Add(Box<ItemArgs>),
-    /// Import holdings from a CSV file, all at once.
+    /// Import holdings from a MARC21, MARCXML or CSV export, or withdraw a list of barcodes.
     ///
-    /// The file needs a header row naming its columns, in any order:
+    /// The format is recognised from the file's first bytes (or say it with --format). The
+    /// file is read as a stream and sent to the node in batches; the node applies the whole
+    /// import in one transaction once the file has been read, so if the import fails,
+    /// nothing is written. A record that cannot be read is skipped and listed, and the rest
+    /// still imports. Items are identified by barcode.
     ///
+    /// Modes:
+    ///   (default)      create new items and update existing ones
+    ///   --replace      a full sync: items missing from the file are withdrawn, except items
+    ///                  on loan or reserved, which are listed instead (skipped records count
+    ///                  as missing: try it with --dry-run first)
+    ///   --delete LIST  withdraw the barcodes in LIST: one per line (blank lines and lines
+    ///                  starting with # are ignored), or a CSV file with a barcode column
+    ///   --dry-run      show what would happen; nothing is written
+    ///
+    /// MARC21 and MARCXML: the title, author, publisher, year, ISBNs, ISSN, OCLC number,
+    /// LCCN, format and call number come from each bibliographic record. Without --items,
+    /// each record is one item whose barcode is its 001; with --items, one item per item
+    /// field (see the mappings below).
+    ///
+    /// CSV: the file needs a header row naming its columns, in any order:
     ///   barcode      required; identifies the item (existing barcodes are updated)
     ///   title        required
-    ///   author, publisher, year, isbn, issn, oclc, lccn
+    ///   author, publisher, year, issn, oclc, lccn
+    ///   isbn         one or more, separated by ; or |
     ///   format       e.g. book, dvd (empty: book)
     ///   call_number, location
     ///   policy       lendable, not_lendable or library_use_only (empty: lendable)
     ///   status       available, on_loan, reserved, missing or in_process (empty: available)
-    ///
-    /// Other column names are refused. The node applies the whole file in one
-    /// transaction: if any row is refused, nothing is written and the error names
-    /// the row's line.
+    /// Other column names are refused. The separator is a comma, or ; or a tab.
     #[command(
         after_help = "\
-Example file:
-  barcode,title,author,isbn,call_number,location
-  31234000123,Moby Dick,\"Melville, Herman\",9780142437247,PS2384 .M6,Main Stacks
-
-Example:
-  rota holdings import books.csv",
+Examples:
+  rota holdings import books.csv
+  rota holdings import export.mrc --items koha --dry-run
+  rota holdings import --delete withdrawn-barcodes.txt
+See --help for the modes, the item mappings and the CSV columns.",
+        after_long_help = import_help(),
         verbatim_doc_comment
     )]
-    Import {
-        /// The CSV file.
-        #[arg(value_name = "FILE.csv")]
-        file: PathBuf,
-    },
+    Import(ImportArgs),
     /// Search your holdings by title, author, identifier or barcode.
     #[command(
         after_help = "Examples:\n  rota holdings search \"moby dick\"\n  rota holdings search 9780142437247 --limit 5"
@@ -385,6 +400,73 @@ pub struct ItemArgs {
     /// Shelving location, e.g. "Main Stacks".
     #[arg(long)]
     pub location: Option<String>,
+}
+
+/// The options of `rota holdings import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The holdings file: MARC21 (.mrc), MARCXML (.xml) or CSV.
+    #[arg(value_name = "FILE", required_unless_present = "delete", conflicts_with = "delete")]
+    pub file: Option<PathBuf>,
+    /// The file's format, when it is not recognised from its first bytes.
+    #[arg(long, value_enum, value_name = "FORMAT", ignore_case = true)]
+    pub format: Option<FormatArg>,
+    /// Which MARC field holds the items, and its subfields: koha, sierra, generic, alma or
+    /// tag=TAG,barcode=X,... (see below). Default: each record is one item, its barcode the 001.
+    #[arg(long, value_name = "MAPPING", value_parser = rota_holdings::ItemMapping::parse)]
+    pub items: Option<rota_holdings::ItemMapping>,
+    /// A full sync: withdraw the items that are not in the file (items on loan or reserved
+    /// are kept and listed).
+    #[arg(long)]
+    pub replace: bool,
+    /// Withdraw the barcodes listed in this file (one per line, or a CSV file with a barcode
+    /// column) instead of importing a holdings file.
+    #[arg(long, value_name = "BARCODES_FILE", conflicts_with_all = ["replace", "format", "items"])]
+    pub delete: Option<PathBuf>,
+    /// Show what the import would do, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The holdings formats `--format` names.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatArg {
+    /// MARC21 binary (ISO 2709), usually .mrc.
+    #[value(alias = "marc21", alias = "mrc")]
+    Marc,
+    /// MARCXML.
+    #[value(alias = "xml")]
+    Marcxml,
+    /// Rota's CSV holdings format.
+    Csv,
+}
+
+impl From<FormatArg> for rota_holdings::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Marc => rota_holdings::Format::Marc21,
+            FormatArg::Marcxml => rota_holdings::Format::MarcXml,
+            FormatArg::Csv => rota_holdings::Format::Csv,
+        }
+    }
+}
+
+/// The end of `rota holdings import --help`: the item mappings and examples.
+fn import_help() -> String {
+    format!(
+        "{}\n\n\
+Example CSV file:
+  barcode,title,author,isbn,call_number,location
+  31234000123,Moby Dick,\"Melville, Herman\",9780142437247,PS2384 .M6,Main Stacks
+
+Examples:
+  rota holdings import books.csv
+  rota holdings import export.mrc --items koha
+  rota holdings import export.xml --items tag=949,barcode=i,location=l,call=a
+  rota holdings import full-export.mrc --items sierra --replace --dry-run
+  rota holdings import --delete withdrawn-barcodes.txt",
+        rota_holdings::MAPPING_HELP
+    )
 }
 
 #[derive(Subcommand, Debug)]

@@ -46,7 +46,8 @@ pub fn print_fields(fields: &[(&str, String)]) {
     print!("{}", fields_text(fields));
 }
 
-fn fields_text(fields: &[(&str, String)]) -> String {
+/// `key: value` lines with the values aligned, leaving out empty values.
+pub fn fields_text(fields: &[(&str, String)]) -> String {
     let shown: Vec<_> = fields.iter().filter(|(_, v)| !v.is_empty()).collect();
     let width = shown.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     shown.iter().map(|(k, v)| format!("{:<w$} {v}\n", format!("{k}:"), w = width + 1)).collect()

@@ -35,7 +35,7 @@ impl TrustSource for NoPartners {
 /// What the mock node was sent.
 #[derive(Default)]
 struct Seen {
-    import_sources: Vec<String>,
+    import: Option<SeenImport>,
     add_partner: Option<AddPartnerRequest>,
     set_agreement: Option<SetAgreementRequest>,
     partner_status: Option<SetPartnerStatusRequest>,
@@ -45,6 +45,26 @@ struct Seen {
     borrowing_actions: Vec<BorrowingActionRequest>,
     lending_actions: Vec<LendingActionRequest>,
     stats: Option<StatsRequest>,
+}
+
+/// What the mock node was sent by `rota holdings import`.
+#[derive(Clone, Debug, Default)]
+struct SeenImport {
+    start: ImportStart,
+    rows: Vec<ImportRow>,
+    /// The stream carried something other than a batch after the start, which the node
+    /// refuses: nothing is applied.
+    cancelled: bool,
+}
+
+impl SeenImport {
+    fn sources(&self) -> Vec<String> {
+        self.rows.iter().map(|r| r.source.clone()).collect()
+    }
+
+    fn barcodes(&self) -> Vec<String> {
+        self.rows.iter().map(|r| r.item.clone().unwrap_or_default().barcode).collect()
+    }
 }
 
 struct Mock {
@@ -254,32 +274,61 @@ impl Staff for Mock {
         Ok(Response::new(item))
     }
     async fn import(&self, r: Request<Streaming<ImportMessage>>) -> Reply<ImportReport> {
+        // As the node does: an ImportStart, then batches; anything else cancels the import.
         let mut stream = r.into_inner();
-        let mut sources = Vec::new();
-        let mut mode = String::new();
+        let start = match stream.message().await? {
+            Some(ImportMessage { body: Some(import_message::Body::Start(s)) }) => s,
+            _ => return Err(Status::invalid_argument("the first message of an import must be ImportStart")),
+        };
+        let mut seen = SeenImport { start: start.clone(), ..Default::default() };
+        let mut report = ImportReport { mode: start.mode.clone(), dry_run: start.dry_run, ..Default::default() };
         while let Some(msg) = stream.message().await? {
-            let rows = match msg.body {
-                Some(import_message::Body::Start(s)) => {
-                    mode = s.mode;
-                    continue;
-                }
-                Some(import_message::Body::Batch(b)) => b.rows,
-                None => continue,
+            let Some(import_message::Body::Batch(batch)) = msg.body else {
+                seen.cancelled = true;
+                self.seen.lock().unwrap().import = Some(seen);
+                return Err(Status::invalid_argument("after ImportStart, only ImportBatch messages may follow"));
             };
-            for row in rows {
-                let item = row.item.unwrap_or_default();
+            for row in batch.rows {
+                let item = row.item.clone().unwrap_or_default();
                 if item.policy == "bogus" {
                     return Err(Status::invalid_argument(format!(
                         "{}: policy \"bogus\" is not one of lendable, not_lendable, library_use_only",
                         row.source
                     )));
                 }
-                sources.push(row.source);
+                let issue = |reason: &str| ImportIssue {
+                    source: row.source.clone(),
+                    record: row.record,
+                    offset: row.offset,
+                    reason: reason.into(),
+                };
+                report.rows += 1;
+                if start.mode != "delete" && item.status == "gone" {
+                    report.skipped += 1;
+                    report
+                        .skips
+                        .push(issue("status \"gone\" is not one of available, on_loan, reserved, missing, in_process"));
+                } else if item.isbn == "0000000000" {
+                    report.warnings += 1;
+                    report.warning_samples.push(issue("ISBN \"0000000000\" dropped: wrong check digit"));
+                }
+                seen.rows.push(row);
             }
         }
-        let rows = sources.len() as u64;
-        self.seen.lock().unwrap().import_sources = sources;
-        Ok(Response::new(ImportReport { mode, rows, created: rows - 1, updated: 1, ..Default::default() }))
+        let applied = report.rows - report.skipped;
+        match start.mode.as_str() {
+            "delete" => report.withdrawn = applied,
+            _ => {
+                report.created = applied.saturating_sub(1);
+                report.updated = applied.min(1);
+            }
+        }
+        if start.mode == "replace" {
+            report.withdrawn = 2;
+            report.kept = vec![KeptItem { barcode: "K-ONLOAN".into(), status: "on_loan".into() }];
+        }
+        self.seen.lock().unwrap().import = Some(seen);
+        Ok(Response::new(report))
     }
     async fn search_items(&self, _: Request<SearchItemsRequest>) -> Reply<ItemList> {
         Ok(Response::new(ItemList::default()))
@@ -575,13 +624,25 @@ fn import_streams_every_row_with_its_line() {
     let node = start_node();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/loc-books-50.csv");
     let out = ok(&node.rota(&["holdings", "import", sample.to_str().unwrap()]));
-    assert!(out.contains("rows:") && out.contains("50"), "{out}");
-    let sources = node.seen.lock().unwrap().import_sources.clone();
+    assert_eq!((field(&out, "format"), field(&out, "mode"), field(&out, "records read")), ("CSV", "upsert", "50"));
+    assert_eq!((field(&out, "items"), field(&out, "created"), field(&out, "skipped")), ("50", "49", "0"));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert_eq!((seen.start.mode.as_str(), seen.start.dry_run), ("upsert", false));
+    let sources = seen.sources();
     assert_eq!(sources.len(), 50);
     assert_eq!(sources[0], "line 2");
     assert_eq!(sources[49], "line 51");
+    assert_eq!((seen.rows[0].record, seen.rows[49].record), (1, 50));
+    // The first data row starts right after the header line.
+    let text = std::fs::read_to_string(&sample).unwrap();
+    assert_eq!(seen.rows[0].offset, text.find('\n').unwrap() as u64 + 1);
     let v = json(&node.rota(&["holdings", "import", sample.to_str().unwrap(), "--json"]));
-    assert_eq!((v["rows"].as_u64(), v["created"].as_u64(), v["updated"].as_u64()), (Some(50), Some(49), Some(1)));
+    assert_eq!((v["items"].as_u64(), v["created"].as_u64(), v["updated"].as_u64()), (Some(50), Some(49), Some(1)));
+    assert_eq!(
+        (v["format"].as_str(), v["mode"].as_str(), v["dry_run"].as_bool()),
+        (Some("CSV"), Some("upsert"), Some(false))
+    );
+    assert_eq!(v["skips"], serde_json::json!([]));
 
     // A row the node refuses: nothing written, and the node's message names the line.
     let bad = node.dir.path().join("bad.csv");
@@ -589,6 +650,264 @@ fn import_streams_every_row_with_its_line() {
     let err = fails(&node.rota(&["holdings", "import", bad.to_str().unwrap()]));
     assert!(err.starts_with("error: import of "), "{err}");
     assert!(err.contains("nothing was written: line 3: policy \"bogus\""), "{err}");
+}
+
+#[test]
+fn csv_rows_with_several_isbns_and_skips_from_both_sides() {
+    let node = start_node();
+    let file = node.dir.path().join("books.csv");
+    std::fs::write(
+        &file,
+        "barcode,title,isbn,status\n\
+         B1,One,9780142437247;0-19-852663-6 | 0914520407,\n\
+         B2,Two,,gone\n\
+         ,No barcode,,\n\
+         B4,Four,0000000000,\n",
+    )
+    .unwrap();
+    let v = json(&node.rota(&["holdings", "import", file.to_str().unwrap(), "--json"]));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    let item = seen.rows[0].item.clone().unwrap();
+    assert_eq!(item.isbn, "9780142437247");
+    assert_eq!(seen.rows[0].more_isbns, ["0-19-852663-6", "0914520407"]);
+    // The row without a barcode is skipped here; the one with a status that is not a Rota
+    // word by the node.
+    assert_eq!(seen.sources(), ["line 2", "line 3", "line 5"]);
+    assert_eq!(v["records"], 4);
+    assert_eq!(v["skipped"], 2);
+    let skips = v["skips"].as_array().unwrap();
+    assert_eq!((skips[0]["source"].as_str(), skips[0]["record"].as_u64()), (Some("line 3"), Some(2)));
+    assert!(skips[0]["reason"].as_str().unwrap().starts_with("status \"gone\""), "{v}");
+    assert_eq!((skips[1]["source"].as_str(), skips[1]["record"].as_u64()), (Some("line 4"), Some(3)));
+    assert!(skips[1]["reason"].as_str().unwrap().contains("barcode is empty"), "{v}");
+    assert_eq!(v["warnings"], 1);
+    assert_eq!(v["warning_samples"][0]["source"], "line 5");
+
+    let out = ok(&node.rota(&["holdings", "import", file.to_str().unwrap()]));
+    let offset = |line: usize| -> usize {
+        let text = std::fs::read_to_string(&file).unwrap();
+        text.split_inclusive('\n').take(line - 1).map(str::len).sum()
+    };
+    assert!(out.contains(&format!("line 3 (byte {}): status \"gone\"", offset(3))), "{out}");
+    assert!(out.contains(&format!("line 4 (byte {}): the barcode is empty", offset(4))), "{out}");
+    assert!(out.contains("Warnings:") && out.contains("line 5 (byte"), "{out}");
+    assert!(out.find("line 3 (byte").unwrap() < out.find("line 4 (byte").unwrap(), "{out}");
+}
+
+/// A MARC data field: tag, indicators, subfields.
+type DataField<'a> = (&'a str, &'a str, &'a [(char, &'a str)]);
+
+/// A MARC21 (ISO 2709) record with these control fields and data fields.
+fn marc_record(controls: &[(&str, &str)], fields: &[DataField]) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut directory = Vec::new();
+    let mut entry = |tag: &str, body: &[u8], data: &mut Vec<u8>| {
+        directory.extend(format!("{tag}{:04}{:05}", body.len() + 1, data.len()).bytes());
+        data.extend_from_slice(body);
+        data.push(0x1E);
+    };
+    for (tag, value) in controls {
+        entry(tag, value.as_bytes(), &mut data);
+    }
+    for (tag, indicators, subfields) in fields {
+        let mut body = indicators.as_bytes().to_vec();
+        for (code, value) in *subfields {
+            body.push(0x1F);
+            body.push(*code as u8);
+            body.extend(value.as_bytes());
+        }
+        entry(tag, &body, &mut data);
+    }
+    directory.push(0x1E);
+    let base = 24 + directory.len();
+    let len = base + data.len() + 1;
+    let mut record = format!("{len:05}nam a22{base:05}   4500").into_bytes();
+    record.extend(directory);
+    record.extend(data);
+    record.push(0x1D);
+    record
+}
+
+/// A book: 001, 008 with a year, two ISBNs, a title and an author.
+fn book(id: &str, title: &str, isbns: &[&str]) -> Vec<u8> {
+    let isbns: Vec<(char, &str)> = isbns.iter().map(|i| ('a', *i)).collect();
+    marc_record(
+        &[("001", id), ("008", "850101s1851    nyu           000 1 eng d")],
+        &[("020", "  ", &isbns), ("100", "1 ", &[('a', "Melville, Herman.")]), ("245", "10", &[('a', title)])],
+    )
+}
+
+#[test]
+fn marc21_records_stream_with_their_numbers_and_offsets() {
+    let node = start_node();
+    let records = [
+        book("B1", "Moby Dick /", &["9780142437247", "0-19-852663-6 (pbk.)"]),
+        book("B2", "Typee", &[]),
+        book("B3", "Omoo", &["0914520407"]),
+    ];
+    let file = node.dir.path().join("export.mrc");
+    std::fs::write(&file, records.concat()).unwrap();
+    let out = ok(&node.rota(&["holdings", "import", file.to_str().unwrap()]));
+    assert_eq!((field(&out, "format"), field(&out, "mode"), field(&out, "records read")), ("MARC21", "upsert", "3"));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert_eq!(seen.sources(), ["record 1", "record 2", "record 3"]);
+    let offsets: Vec<u64> = seen.rows.iter().map(|r| r.offset).collect();
+    let (a, b) = (records[0].len() as u64, records[1].len() as u64);
+    assert_eq!(offsets, [0, a, a + b]);
+    assert_eq!(seen.rows.iter().map(|r| r.record).collect::<Vec<_>>(), [1, 2, 3]);
+    // Without --items, each record is one item whose barcode is its 001.
+    assert_eq!(seen.barcodes(), ["B1", "B2", "B3"]);
+    let item = seen.rows[0].item.clone().unwrap();
+    assert_eq!(
+        (item.title.as_str(), item.author.as_str(), item.year.as_str()),
+        ("Moby Dick", "Melville, Herman", "1851")
+    );
+    assert_eq!(item.isbn, "9780142437247");
+    assert_eq!(seen.rows[0].more_isbns, ["0-19-852663-6 (pbk.)"]);
+    assert_eq!((seen.rows[1].item.clone().unwrap().isbn.as_str(), seen.rows[1].more_isbns.len()), ("", 0));
+}
+
+#[test]
+fn koha_items_come_from_952() {
+    let node = start_node();
+    let record = marc_record(
+        &[("001", "bib-1")],
+        &[
+            ("245", "10", &[('a', "Moby Dick")]),
+            ("952", "  ", &[('p', "31234000001"), ('c', "STACKS"), ('o', "PS2384 .M6")]),
+            ("952", "  ", &[('p', "31234000002"), ('c', "ANNEX"), ('q', "2026-07-01")]),
+            ("952", "  ", &[('c', "LOST")]),
+        ],
+    );
+    let file = node.dir.path().join("koha.mrc");
+    std::fs::write(&file, [record.clone(), book("B2", "Typee", &[])].concat()).unwrap();
+    let v = json(&node.rota(&["holdings", "import", file.to_str().unwrap(), "--items", "koha", "--json"]));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    // Two items from 952s of record 1, none from its 952 without a barcode, and record 2's
+    // 001 as it has no 952.
+    assert_eq!(seen.barcodes(), ["31234000001", "31234000002", "B2"]);
+    assert_eq!(seen.sources(), ["record 1", "record 1", "record 2"]);
+    assert_eq!((seen.rows[1].offset, seen.rows[2].offset), (0, record.len() as u64));
+    let items: Vec<Item> = seen.rows.iter().map(|r| r.item.clone().unwrap()).collect();
+    assert_eq!((items[0].location.as_str(), items[0].call_number.as_str()), ("STACKS", "PS2384 .M6"));
+    assert_eq!((items[1].status.as_str(), items[0].status.as_str()), ("on_loan", "available"));
+    assert_eq!(items[1].title, "Moby Dick");
+    assert_eq!((v["records"].as_u64(), v["skipped"].as_u64()), (Some(2), Some(1)));
+    assert_eq!((v["skips"][0]["record"].as_u64(), v["skips"][0]["offset"].as_u64()), (Some(1), Some(0)));
+    assert!(v["skips"][0]["reason"].as_str().unwrap().contains("no barcode"), "{v}");
+}
+
+#[test]
+fn replace_dry_run_is_sent_and_shown() {
+    let node = start_node();
+    let file = node.dir.path().join("all.mrc");
+    std::fs::write(&file, [book("B1", "Moby Dick", &[]), book("B2", "Typee", &[])].concat()).unwrap();
+    let out = ok(&node.rota(&["holdings", "import", file.to_str().unwrap(), "--replace", "--dry-run"]));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert_eq!((seen.start.mode.as_str(), seen.start.dry_run), ("replace", true));
+    assert_eq!(field(&out, "mode"), "replace (dry run: nothing was written)");
+    assert_eq!(field(&out, "withdrawn"), "2");
+    assert!(out.contains("K-ONLOAN") && out.contains("on_loan"), "{out}");
+    let v = json(&node.rota(&["holdings", "import", file.to_str().unwrap(), "--replace", "--json"]));
+    assert_eq!(
+        (v["mode"].as_str(), v["dry_run"].as_bool(), v["withdrawn"].as_u64()),
+        (Some("replace"), Some(false), Some(2))
+    );
+    assert_eq!(v["kept"], serde_json::json!([{"barcode": "K-ONLOAN", "status": "on_loan"}]));
+    assert!(!node.seen.lock().unwrap().import.clone().unwrap().start.dry_run);
+}
+
+#[test]
+fn delete_sends_one_row_per_barcode() {
+    let node = start_node();
+    let list = node.dir.path().join("barcodes.txt");
+    std::fs::write(&list, "# withdrawn in June\n31234000001\n\n  31234000002  \n# end\n31234000003\n").unwrap();
+    let out = ok(&node.rota(&["holdings", "import", "--delete", list.to_str().unwrap()]));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert_eq!((seen.start.mode.as_str(), seen.start.dry_run), ("delete", false));
+    assert_eq!(seen.barcodes(), ["31234000001", "31234000002", "31234000003"]);
+    assert_eq!(seen.sources(), ["line 2", "line 4", "line 6"]);
+    assert_eq!(seen.rows.iter().map(|r| r.offset).collect::<Vec<_>>(), [20, 33, 55]);
+    assert_eq!((field(&out, "mode"), field(&out, "withdrawn"), field(&out, "records read")), ("delete", "3", "3"));
+
+    // A CSV file with a barcode column, as a dry run.
+    let csv = node.dir.path().join("barcodes.csv");
+    std::fs::write(&csv, "title,barcode\nMoby Dick,B1\n\"Typee, or a Peep\",B2\n").unwrap();
+    let v = json(&node.rota(&["holdings", "import", "--delete", csv.to_str().unwrap(), "--dry-run", "--json"]));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert_eq!((seen.start.mode.as_str(), seen.start.dry_run), ("delete", true));
+    assert_eq!(seen.barcodes(), ["B1", "B2"]);
+    assert_eq!(seen.sources(), ["line 2", "line 3"]);
+    assert_eq!((v["mode"].as_str(), v["withdrawn"].as_u64()), (Some("delete"), Some(2)));
+}
+
+#[test]
+fn a_file_that_is_not_holdings_is_refused_before_anything_is_sent() {
+    let node = start_node();
+    let pdf = node.dir.path().join("report.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n").unwrap();
+    let err = fails(&node.rota(&["holdings", "import", pdf.to_str().unwrap()]));
+    assert!(err.starts_with(&format!("error: {}: ", pdf.display())), "{err}");
+    assert!(err.contains("PDF document"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(node.seen.lock().unwrap().import.is_none());
+
+    // Nor is a PDF a list of barcodes.
+    let err = fails(&node.rota(&["holdings", "import", "--delete", pdf.to_str().unwrap()]));
+    assert!(err.contains("report.pdf") && err.contains("not a list of barcodes"), "{err}");
+    assert!(node.seen.lock().unwrap().import.is_none());
+}
+
+#[test]
+fn a_corrupt_record_is_skipped_and_the_others_are_sent() {
+    let node = start_node();
+    let mut corrupt = book("B2", "Typee", &[]);
+    // The leader's record length no longer matches where the record ends.
+    corrupt[..5].copy_from_slice(b"00999");
+    let records = [book("B1", "Moby Dick", &[]), corrupt, book("B3", "Omoo", &[])];
+    let file = node.dir.path().join("damaged.mrc");
+    std::fs::write(&file, records.concat()).unwrap();
+    let out = ok(&node.rota(&["holdings", "import", file.to_str().unwrap()]));
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert!(!seen.cancelled);
+    assert_eq!(seen.barcodes(), ["B1", "B3"]);
+    assert_eq!(seen.sources(), ["record 1", "record 3"]);
+    let at = records[0].len();
+    assert_eq!((field(&out, "records read"), field(&out, "skipped")), ("3", "1"));
+    assert!(out.contains(&format!("record 2 (byte {at}): bad leader: record length is 999")), "{out}");
+    let v = json(&node.rota(&["holdings", "import", file.to_str().unwrap(), "--json"]));
+    assert_eq!((v["skips"][0]["record"].as_u64(), v["skips"][0]["offset"].as_u64()), (Some(2), Some(at as u64)));
+}
+
+#[test]
+fn an_error_that_stops_reading_cancels_the_import() {
+    let node = start_node();
+    // Enough records for whole batches to reach the node; then a second XML document, in an
+    // encoding Rota does not read, pasted on: reading stops there.
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<collection xmlns=\"http://www.loc.gov/MARC21/slim\">\n",
+    );
+    for n in 1..=1200 {
+        xml.push_str(&format!(
+            "<record><leader>00000nam a2200000   4500</leader><controlfield tag=\"001\">B{n}</controlfield>\
+             <datafield tag=\"245\" ind1=\"1\" ind2=\"0\"><subfield code=\"a\">Book {n}</subfield></datafield></record>\n"
+        ));
+    }
+    xml.push_str("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<collection>\n");
+    let file = node.dir.path().join("broken.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let err = fails(&node.rota(&["holdings", "import", file.to_str().unwrap()]));
+    assert!(err.starts_with(&format!("error: {}: byte ", file.display())), "{err}");
+    assert!(err.contains("ISO-8859-1") && err.contains("nothing was written"), "{err}");
+    let seen = node.seen.lock().unwrap().import.clone().unwrap();
+    assert!(seen.cancelled, "the node was not told to cancel");
+    assert_eq!(seen.rows.len() % 500, 0);
+}
+
+/// The value of a `key: value` line.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}:");
+    out.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::trim).unwrap_or_else(|| panic!("no {key}: {out}"))
 }
 
 #[test]

@@ -204,6 +204,13 @@ fn import_help_lists_every_column() {
         assert!(out.contains(column), "import --help does not list {column}:\n{out}");
     }
     assert!(out.contains("nothing is written"), "{out}");
+    // The item mappings, the modes and examples.
+    for want in
+        ["koha     952", "sierra   945", "alma     ITM", "tag=TAG,barcode=X", "--replace", "--delete", "--dry-run"]
+    {
+        assert!(out.contains(want), "import --help does not mention {want}:\n{out}");
+    }
+    assert!(out.contains("rota holdings import export.mrc --items koha"), "{out}");
 }
 
 #[test]
@@ -240,21 +247,77 @@ fn import_checks_the_file_before_needing_a_profile() {
     let o = rota(&["holdings", "import", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("unknown column \"shelf\""), "{err}");
+    assert!(err.starts_with(&format!("error: {}: line 1: unknown column \"shelf\"", file.display())), "{err}");
+    assert!(!err.contains("no profile"), "{err}");
 
-    std::fs::write(&file, "barcode,title\nB1,Moby Dick\nB2,\"unclosed,x\nB3\n").unwrap();
+    // Only a header: nothing to import.
+    std::fs::write(&file, "barcode,title\n").unwrap();
     let o = rota(&["holdings", "import", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("line"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to import"), "{}", stderr(&o));
 
     let o = rota(&["holdings", "import", "/nonexistent/books.csv"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent/books.csv"), "{}", stderr(&o));
 
-    // A good file gets as far as needing a profile.
+    // Not holdings at all: the file and what it is are named.
+    let pdf = dir.path().join("report.pdf");
+    std::fs::write(&pdf, "%PDF-1.4\n%âãÏÓ\n").unwrap();
+    let o = rota(&["holdings", "import", pdf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("report.pdf") && err.contains("PDF document"), "{err}");
+
+    // --items is for MARC files.
     std::fs::write(&file, "title,barcode\nMoby Dick,B1\n").unwrap();
+    let o = rota(&["holdings", "import", file.to_str().unwrap(), "--items", "koha"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--items"), "{}", stderr(&o));
+
+    // A good file gets as far as needing a profile.
     let o = rota(&["holdings", "import", file.to_str().unwrap()]);
     assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+    let list = dir.path().join("barcodes.txt");
+    std::fs::write(&list, "# gone\nB1\n").unwrap();
+    let o = rota(&["holdings", "import", "--delete", list.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(stderr(&o).trim_end(), NO_PROFILE);
+}
+
+#[test]
+fn import_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.mrc");
+    // One record: its leader, a directory of one entry (001), and the 001 field.
+    std::fs::write(&file, "00041nam a2200037   4500001000300000\u{1e}B1\u{1e}\u{1d}").unwrap();
+    let file = file.to_str().unwrap();
+
+    // A custom mapping without its barcode subfield.
+    let o = rota(&["holdings", "import", file, "--items", "tag=952"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("--items") && err.contains("'barcode' is required"), "{err}");
+    let o = rota(&["holdings", "import", file, "--items", "tag=952,barcode=p,shelf=c"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown key \"shelf\""), "{}", stderr(&o));
+    let o = rota(&["holdings", "import", file, "--items", "aleph"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("koha, sierra, generic, alma"), "{}", stderr(&o));
+
+    // --replace and --delete are different modes; --delete takes the place of FILE.
+    let o = rota(&["holdings", "import", "--replace", "--delete", "list.txt"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--replace") && stderr(&o).contains("--delete"), "{}", stderr(&o));
+    assert_eq!(rota(&["holdings", "import", file, "--delete", "list.txt"]).status.code(), Some(2));
+    assert_eq!(rota(&["holdings", "import", "--dry-run"]).status.code(), Some(2));
+    let o = rota(&["holdings", "import", file, "--format", "xlsx"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("marcxml"), "{}", stderr(&o));
+
+    // Good options get as far as needing a profile.
+    for format in ["marc", "MARC21", "mrc"] {
+        let o = rota(&["holdings", "import", file, "--format", format, "--items", "TAG=949,barcode=i", "--replace"]);
+        assert_eq!(stderr(&o).trim_end(), NO_PROFILE, "{format}");
+    }
 }
 
 fn write_card(dir: &Path) -> (std::path::PathBuf, String) {

@@ -24,7 +24,7 @@ use crate::node::Node;
 use crate::store::Store;
 
 /// Rows staged per transaction.
-pub const STAGE_BATCH: usize = 400;
+pub const STAGE_BATCH: usize = 1500;
 /// Skips and warnings listed one by one in a report (all are counted).
 pub const MAX_LISTED: usize = 1000;
 

@@ -1,18 +1,11 @@
 //! `rota holdings …`.
 
-use std::io::IsTerminal;
-
-use anyhow::bail;
-use futures::StreamExt;
-use rota_proto::staff::{
-    BarcodeRequest, Count, Empty, ImportBatch, ImportMessage, ImportStart, Item, SearchItemsRequest, import_message,
-};
+use rota_proto::staff::{BarcodeRequest, Count, Empty, Item, SearchItemsRequest};
 use serde_json::json;
 
 use super::or_empty;
 use crate::HoldingsCmd;
-use crate::context::{Ctx, RpcResult, status_error};
-use crate::csvimport;
+use crate::context::{Ctx, RpcResult};
 use crate::output::{item_json, print_fields, print_item, print_json, table};
 
 pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
@@ -42,53 +35,7 @@ pub async fn run(ctx: &Ctx, cmd: HoldingsCmd) -> anyhow::Result<()> {
             }
             print_item(&item);
         }
-        HoldingsCmd::Import { file } => {
-            let rows = csvimport::read_file(&file)?;
-            if rows.is_empty() {
-                bail!("{}: no rows to import (only a header row)", file.display());
-            }
-            let total = rows.len();
-            let mut node = ctx.connect().await?;
-            let progress = std::io::stderr().is_terminal();
-            let mut sent = 0usize;
-            let start = ImportMessage { body: Some(import_message::Body::Start(ImportStart::default())) };
-            let batches: Vec<ImportMessage> = rows
-                .chunks(500)
-                .map(|c| ImportMessage { body: Some(import_message::Body::Batch(ImportBatch { rows: c.to_vec() })) })
-                .collect();
-            let stream = futures::stream::iter(std::iter::once(start).chain(batches)).inspect(move |m| {
-                if let Some(import_message::Body::Batch(b)) = &m.body {
-                    sent += b.rows.len();
-                }
-                if progress {
-                    eprint!("\rsent {sent}/{total} rows");
-                }
-            });
-            let reply = node.client.import(stream).await;
-            if progress {
-                eprintln!();
-            }
-            let summary = reply.map(tonic::Response::into_inner).map_err(|s| {
-                let e = status_error(&node.url, &s);
-                anyhow::anyhow!("import of {} failed, nothing was written: {e}", file.display())
-            })?;
-            if ctx.json {
-                return print_json(&json!({
-                    "file": file.display().to_string(),
-                    "rows": summary.rows,
-                    "created": summary.created,
-                    "updated": summary.updated,
-                    "unchanged": summary.unchanged,
-                }));
-            }
-            println!("imported {}", file.display());
-            print_fields(&[
-                ("rows", summary.rows.to_string()),
-                ("created", summary.created.to_string()),
-                ("updated", summary.updated.to_string()),
-                ("unchanged", summary.unchanged.to_string()),
-            ]);
-        }
+        HoldingsCmd::Import(args) => crate::import::run(ctx, args).await?,
         HoldingsCmd::Search { query, limit } => {
             let mut node = ctx.connect().await?;
             let request = SearchItemsRequest { query: query.clone(), limit };
