@@ -428,6 +428,9 @@ fn parse(data: &[u8], number: u64, offset: u64) -> Result<Record, String> {
             format!("field {tag}: invalid UTF-8 (byte 0x{:02X} at position {p} of the field)", body[p])
         })?;
         if is_control_tag(&tag) {
+            // A stray delimiter at the end of a control field is a known export quirk (seen
+            // in Library of Congress records: "   00038361\x1F"); the value itself is intact.
+            let text = text.trim_end_matches('\u{1F}');
             if text.contains('\u{1F}') {
                 return Err(format!("field {tag}: a control field must not contain a subfield delimiter (0x1F)"));
             }

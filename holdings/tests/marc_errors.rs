@@ -164,6 +164,15 @@ fn field_errors() {
 }
 
 #[test]
+fn a_stray_delimiter_at_the_end_of_a_control_field_is_dropped() {
+    // As in Library of Congress record 23523 of BooksAll 2016 part 1: 001 "   00038361\x1F".
+    let r = raw(&[("001", b"   00038361\x1F\x1E"), ("245", b"10\x1FaTitle\x1E")]);
+    let recs: Vec<_> = MarcReader::new(&r[..]).collect();
+    let rec = recs[0].as_ref().unwrap();
+    assert_eq!(rec.control("001"), Some("   00038361"));
+}
+
+#[test]
 fn unusual_but_valid_records_parse() {
     let r = raw(&[("001", b"x1\x1E"), ("245", b"  \x1E"), ("ITM", b"  \x1Fbb1\x1Fc\x1E"), ("500", b"1|\x1Fa\x1E")]);
     let recs: Vec<_> = MarcReader::new(&r[..]).collect();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use crate::domain::{Agreement, Citation, Item, ItemStatus, Partner, PartnerStatus, Policy, Symbol, Tier};
@@ -192,7 +192,9 @@ impl Store {
             // FULL: a confirmation we send a partner must survive a power cut.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Applying a large import takes seconds by design: not a warning.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
