@@ -101,12 +101,23 @@ pub fn normalise_lccn(raw: &str) -> Result<String, String> {
     Ok(s)
 }
 
-/// The fallback match key for a citation without identifiers: lowercased title without
-/// punctuation, leading article or subtitle, plus the author's first name word.
+/// Version of [`title_key`]'s rules; stored keys made under another version are rebuilt.
+pub const TITLE_KEY_VERSION: u32 = 2;
+
+/// The fallback match key for a citation without identifiers: the title without case,
+/// diacritics, punctuation, a leading English article (the, a, an) or a subtitle (anything
+/// after `:`, `/`, `;` or `=`), then `|` and the first word of the author (the surname in
+/// a heading like "Claypool, John R.").
 pub fn title_key(title: &str, author: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
     fn words(s: &str) -> Vec<String> {
-        s.chars()
-            .map(|c| if c.is_alphanumeric() { c.to_lowercase().next().unwrap_or(c) } else { ' ' })
+        // Decompose, drop the combining marks (é → e, ü → u), fold case, and treat every
+        // character that is not a letter or digit as a space.
+        s.nfkd()
+            .filter(|c| !is_combining_mark(*c))
+            .flat_map(char::to_lowercase)
+            .map(|c| if c.is_alphanumeric() { c } else { ' ' })
             .collect::<String>()
             .split_whitespace()
             .map(str::to_owned)
@@ -157,5 +168,12 @@ mod tests {
     fn title_keys_ignore_case_punctuation_articles_and_subtitles() {
         assert_eq!(title_key("The Glad Reunion : meeting ourselves", "Claypool, John R."), "glad reunion|claypool");
         assert_eq!(title_key("glad reunion", "CLAYPOOL"), "glad reunion|claypool");
+        // Diacritics fold, in precomposed and decomposed form alike.
+        assert_eq!(title_key("Mémoires d'outre-tombe", "Chateaubriand"), "memoires d outre tombe|chateaubriand");
+        assert_eq!(
+            title_key("Me\u{301}moires d'outre-tombe", "Chateaubriand"),
+            title_key("Memoires d'outre tombe", "chateaubriand")
+        );
+        assert_eq!(title_key("Über Sprache", "Müller, K."), "uber sprache|muller");
     }
 }

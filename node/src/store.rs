@@ -202,6 +202,7 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
+        Self::refresh_title_keys(&writer).await?;
         // No import survives a restart: whatever was staged when the node stopped is dropped.
         sqlx::query("DELETE FROM import_staging").execute(&writer).await?;
         sqlx::query("DELETE FROM import_staging_isbns").execute(&writer).await?;
@@ -211,6 +212,36 @@ impl Store {
             .connect_with(opts.read_only(true))
             .await?;
         Ok(Store { writer, reader })
+    }
+
+    /// Rebuild stored title+author keys made under older matching rules (once per rules change).
+    async fn refresh_title_keys(writer: &SqlitePool) -> Result<()> {
+        let want = rota_holdings::ids::TITLE_KEY_VERSION.to_string();
+        let have: Option<String> = sqlx::query_scalar("SELECT value FROM node_meta WHERE key = 'title_key_version'")
+            .fetch_optional(writer)
+            .await?;
+        if have.as_deref() == Some(want.as_str()) {
+            return Ok(());
+        }
+        let mut tx = writer.begin().await?;
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT barcode, title, author FROM items").fetch_all(&mut *tx).await?;
+        for (barcode, title, author) in &rows {
+            sqlx::query("UPDATE items SET title_key = ? WHERE barcode = ?")
+                .bind(rota_holdings::ids::title_key(title, author))
+                .bind(barcode)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO node_meta (key, value) VALUES ('title_key_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(&want)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if !rows.is_empty() {
+            tracing::info!(items = rows.len(), version = %want, "title+author match keys rebuilt");
+        }
+        Ok(())
     }
 
     /// Begin a write transaction. Every state change goes through one of these.

@@ -190,3 +190,29 @@ async fn balance_asks_the_lender_we_have_burdened_least_first() {
     let next = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     assert_eq!(dgw.wait_state(&next, "will_supply").await.supplier, "BBB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_identifiers_title_and_author_match_across_case_diacritics_and_subtitles() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    uva.staff
+        .add_item(spb::Item {
+            barcode: "U-77".into(),
+            title: "Mémoires d'outre-tombe : édition critique".into(),
+            author: "Chateaubriand, François-René".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let c = spb::Citation {
+        title: "The MEMOIRES D'OUTRE TOMBE".into(),
+        author: "chateaubriand".into(),
+        ..Default::default()
+    };
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(c.clone()) }).await.unwrap().into_inner();
+    assert_eq!((p.entries[0].partner.as_str(), p.entries[0].locate.as_str()), ("UVA", "available"), "{p:?}");
+    let other = spb::Citation { title: "Mémoires d'outre-tombe".into(), author: "Hugo".into(), ..Default::default() };
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(other) }).await.unwrap().into_inner();
+    assert_eq!(p.entries[0].reason, "NotHeld", "a different author is a different work: {p:?}");
+}
