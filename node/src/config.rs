@@ -73,6 +73,10 @@ pub struct RawLimits {
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub request_timeout_ms: u64,
+    /// Peer RPCs each partner may make per second, sustained.
+    pub partner_rps: u32,
+    /// Peer RPCs a partner may make in a burst above that rate.
+    pub partner_burst: u32,
 }
 
 impl Default for RawLimits {
@@ -82,6 +86,8 @@ impl Default for RawLimits {
             max_message_bytes: 256 * 1024,
             max_connections: 512,
             request_timeout_ms: 15_000,
+            partner_rps: 100,
+            partner_burst: 200,
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub request_timeout: Duration,
+    pub partner_rps: u32,
+    pub partner_burst: u32,
 }
 
 /// Outbox retry policy: exponential backoff with jitter, up to a cap.
@@ -167,6 +175,9 @@ impl Config {
         if l.max_message_bytes < 4096 || l.max_message_bytes > 16 * 1024 * 1024 {
             return Err(key("limits.max_message_bytes", "must be between 4096 and 16777216".into()));
         }
+        if l.partner_rps == 0 || l.partner_burst == 0 {
+            return Err(key("limits.partner_rps", "partner_rps and partner_burst must be greater than 0".into()));
+        }
         if l.handshake_timeout_ms == 0 || l.max_connections == 0 || l.request_timeout_ms == 0 {
             return Err(key("limits", "timeouts and max_connections must be greater than 0".into()));
         }
@@ -192,6 +203,8 @@ impl Config {
                 max_message_bytes: l.max_message_bytes,
                 max_connections: l.max_connections,
                 request_timeout: Duration::from_millis(l.request_timeout_ms),
+                partner_rps: l.partner_rps,
+                partner_burst: l.partner_burst,
             },
             outbox: OutboxPolicy {
                 backoff_initial: Duration::from_millis(raw.outbox.backoff_initial_ms),

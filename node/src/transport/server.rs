@@ -80,8 +80,21 @@ fn peer_info<T>(req: &Request<T>) -> Result<PeerInfo, Status> {
     req.extensions().get::<PeerInfo>().cloned().ok_or_else(|| Status::unauthenticated("no client certificate"))
 }
 
-/// Peer API gate: partner nodes only, still active, still with the CA they connected with.
-pub fn peer_gate(node: Arc<Node>) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+/// Per-partner rate limiter for peer RPCs.
+pub type PartnerLimiter = governor::DefaultKeyedRateLimiter<Symbol>;
+
+/// A limiter allowing each partner `rps` peer RPCs a second, with bursts of `burst`.
+pub fn partner_limiter(rps: u32, burst: u32) -> Arc<PartnerLimiter> {
+    let nz = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+    Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(nz(rps)).allow_burst(nz(burst))))
+}
+
+/// Peer API gate: partner nodes only, still active, still with the CA they connected with,
+/// and within their rate limit.
+pub fn peer_gate(
+    node: Arc<Node>,
+    limiter: Arc<PartnerLimiter>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut req: Request<()>| {
         let info = peer_info(&req)?;
         let Identity::Node(sym) = &info.identity else {
@@ -96,6 +109,13 @@ pub fn peer_gate(node: Arc<Node>) -> impl FnMut(Request<()>) -> Result<Request<(
                     node.symbol()
                 )));
             }
+        }
+        if limiter.check_key(sym).is_err() {
+            tracing::warn!(partner = %sym, "refused: rate limit");
+            return Err(Status::resource_exhausted(format!(
+                "partner {sym} is over its limit of {} requests a second; slow down and retry",
+                node.config.limits.partner_rps
+            )));
         }
         req.extensions_mut().insert(AuthedPartner(sym.clone()));
         Ok(req)
@@ -148,7 +168,10 @@ pub async fn serve(
         StaffServer::new(StaffApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .add_service(InterceptedService::new(peer, peer_gate(node.clone())))
+        .add_service(InterceptedService::new(
+            peer,
+            peer_gate(node.clone(), partner_limiter(cfg.limits.partner_rps, cfg.limits.partner_burst)),
+        ))
         .add_service(InterceptedService::new(staff, staff_gate(node.clone())))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)
         .await;
