@@ -159,6 +159,13 @@ impl CaBundle {
     }
 }
 
+/// A certificate's serial number (hex) and expiry (milliseconds since the epoch).
+pub fn serial_and_expiry(der: &[u8]) -> Option<(String, i64)> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    Some((cert.raw_serial_as_string(), cert.validity().not_after.timestamp() * 1000))
+}
+
 /// A fresh key and a CSR for it, for a staff member's CLI. The key never leaves the caller.
 pub fn staff_csr(user: &StaffUser) -> Result<(String, String), IssueError> {
     let key = KeyPair::generate()?;

@@ -13,13 +13,14 @@
 //! server name is checked as usual, and the URI SAN must name X.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -213,17 +214,47 @@ impl ServerCertVerifier for NamedServerVerifier {
     }
 }
 
+/// The node's own certificate, replaceable while the node runs (certificate rotation):
+/// every new handshake presents whatever it holds now.
+#[derive(Debug)]
+pub struct SwappableCert(RwLock<Arc<CertifiedKey>>);
+
+impl SwappableCert {
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(SwappableCert(RwLock::new(certified_key(cert_pem, key_pem)?))))
+    }
+
+    /// Present this certificate from the next handshake on.
+    pub fn swap(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+        let new = certified_key(cert_pem, key_pem)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for SwappableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    let key = crate::crypto_provider().key_provider.load_private_key(key_from_pem(key_pem)?)?;
+    let ck = CertifiedKey::new(certs_from_pem(cert_pem)?, key);
+    ck.keys_match().map_err(TlsError::Rustls)?;
+    Ok(Arc::new(ck))
+}
+
 /// The node's server configuration: TLS 1.3, HTTP/2 only, client certificates required and
-/// checked by `verifier`.
+/// checked by `verifier`, our own certificate from `cert`.
 pub fn server_config(
-    cert_pem: &str,
-    key_pem: &str,
+    cert: Arc<SwappableCert>,
     verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<ServerConfig, TlsError> {
     let mut cfg = ServerConfig::builder_with_provider(crate::crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
 }

@@ -72,6 +72,19 @@ pub struct GlobalOpts {
     pub json: bool,
 }
 
+/// `rota certs …`.
+#[derive(Subcommand, Debug)]
+enum CertsCmd {
+    /// Issue a new node certificate from your institution's CA and start using it at once.
+    ///
+    /// Use it before the node certificate expires, or if its key may have leaked. The node
+    /// presents the new certificate to every new connection, in and out, without a restart.
+    /// Partners trust your CA rather than the certificate, so they need do nothing, and your
+    /// partner card (which carries the CA) does not change. Only the admin user may rotate.
+    #[command(after_help = "Example:\n  rota certs rotate")]
+    Rotate,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show which node and library you are talking to, and as which staff user.
@@ -81,6 +94,9 @@ enum Command {
     /// node's version and the fingerprint of your institution's CA.
     #[command(after_help = "Example:\n  rota --profile ./rota-profile-alice/profile.toml whoami")]
     Whoami,
+    /// Your node's own certificates.
+    #[command(subcommand)]
+    Certs(CertsCmd),
     /// Your library's partner card: the file you give to partner libraries.
     #[command(subcommand)]
     Card(CardCmd),
@@ -295,8 +311,9 @@ Example:
     /// Modes:
     ///   (default)      create new items and update existing ones
     ///   --replace      a full sync: items missing from the file are withdrawn, except items
-    ///                  on loan or reserved, which are listed instead (skipped records count
-    ///                  as missing: try it with --dry-run first)
+    ///                  on loan or reserved, which are listed instead. If any record cannot
+    ///                  be read, nothing is written (its items would look missing); rows the
+    ///                  node refuses do count as missing, so try it with --dry-run first
     ///   --delete LIST  withdraw the barcodes in LIST: one per line (blank lines and lines
     ///                  starting with # are ignored), or a CSV file with a barcode column
     ///   --dry-run      show what would happen; nothing is written
@@ -867,6 +884,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx::new(cli.global);
     match cli.command {
         Command::Whoami => commands::node::whoami(&ctx).await,
+        Command::Certs(CertsCmd::Rotate) => commands::node::rotate(&ctx).await,
         Command::Card(cmd) => commands::card::run(&ctx, cmd).await,
         Command::Partner(cmd) => commands::partner::run(&ctx, cmd).await,
         Command::Staff(cmd) => commands::staff::run(&ctx, cmd).await,

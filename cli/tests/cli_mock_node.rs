@@ -336,6 +336,13 @@ impl Staff for Mock {
     async fn get_item(&self, _: Request<BarcodeRequest>) -> Reply<Item> {
         unimplemented()
     }
+    async fn rotate_certificate(&self, _: Request<Empty>) -> Reply<CertificateInfo> {
+        Ok(Response::new(CertificateInfo {
+            fingerprint: "SHA256:ab".into(),
+            serial: "01".into(),
+            not_after_unix_ms: T0,
+        }))
+    }
     async fn holdings_stats(&self, _: Request<Empty>) -> Reply<HoldingsStatsReply> {
         Ok(Response::new(HoldingsStatsReply {
             items: 3,
@@ -508,7 +515,8 @@ fn start_node() -> Node {
     let admin = ca.issue_staff(&symbol, &StaffUser::parse("admin").unwrap()).unwrap();
     let ca_der = rota_certs::tls::certs_from_pem(&ca.cert_pem).unwrap().remove(0);
     let verifier = InboundVerifier::new(symbol, &ca_der, Arc::new(NoPartners)).unwrap();
-    let config = rota_certs::tls::server_config(&node_cert.cert_pem, &node_cert.key_pem, Arc::new(verifier)).unwrap();
+    let own = rota_certs::tls::SwappableCert::new(&node_cert.cert_pem, &node_cert.key_pem).unwrap();
+    let config = rota_certs::tls::server_config(own, Arc::new(verifier)).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

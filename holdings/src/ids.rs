@@ -5,8 +5,11 @@
 /// Validate an ISBN-10 or ISBN-13 (hyphens, spaces and a trailing qualifier such as
 /// "(pbk.)" are ignored) and return it as ISBN-13.
 pub fn normalise_isbn(raw: &str) -> Result<String, String> {
-    let head = raw.trim().split(['(', ' ']).next().unwrap_or("");
-    let head = raw.trim().split_once(" (").map_or(head, |(h, _)| h);
+    // The number is the leading run of digits, X, hyphens and spaces; a qualifier such as
+    // "(pbk.)", "pbk." or ": $12.95" ends it.
+    let head: String =
+        raw.trim().chars().take_while(|c| c.is_ascii_digit() || matches!(c, 'X' | 'x' | '-' | ' ')).collect();
+    let head = head.trim();
     let digits: String = head.chars().filter(|c| !matches!(c, '-' | ' ')).collect::<String>().to_ascii_uppercase();
     match digits.len() {
         10 => {
@@ -139,6 +142,9 @@ mod tests {
     #[test]
     fn isbn_normalises_to_13() {
         assert_eq!(normalise_isbn("0-19-852663-6 (pbk.)").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("0 19 852663 6").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("0198526636 pbk.").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("0198526636 : $12.95").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("0914520407").unwrap(), "9780914520405");
         assert_eq!(normalise_isbn("978-0-19-852663-6").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("080442957X").unwrap(), "9780804429573");

@@ -26,7 +26,7 @@ use crate::store::Store;
 /// Rows staged per transaction.
 pub const STAGE_BATCH: usize = 1500;
 /// Skips and warnings listed one by one in a report (all are counted).
-pub const MAX_LISTED: usize = 1000;
+pub const MAX_LISTED: usize = 200;
 
 crate::domain::named_enum!(
     /// What an import does with the file.

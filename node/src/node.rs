@@ -278,6 +278,23 @@ impl Node {
         Ok(cert)
     }
 
+    /// Issue a new node certificate from our CA and write it (key first, each file replaced
+    /// atomically). Only `admin` may do this. Returns the new certificate and key, PEM.
+    pub fn rotate_node_cert(&self, by: &StaffUser) -> Result<(String, String)> {
+        if by.as_str() != "admin" {
+            return Err(NodeError::Forbidden(format!(
+                "only the admin staff user may rotate the node certificate (you are {by})"
+            )));
+        }
+        let host = crate::init::url_host(&self.config.public_url);
+        let issued = self.ca.issue_node(self.symbol(), &[host]).map_err(|e| NodeError::Internal(e.to_string()))?;
+        let io = |e: std::io::Error| NodeError::Internal(format!("writing the new node certificate: {e}"));
+        rota_certs::files::write_secret(&self.config.node_key_path(), issued.key_pem.as_bytes()).map_err(io)?;
+        rota_certs::files::write_public(&self.config.node_cert_path(), issued.cert_pem.as_bytes()).map_err(io)?;
+        tracing::info!(staff = %by, "node certificate rotated");
+        Ok((issued.cert_pem, issued.key_pem))
+    }
+
     // ===================================================================================
     // Staff: holdings
 

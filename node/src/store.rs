@@ -388,7 +388,10 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0)
              ON CONFLICT (barcode) DO UPDATE SET title = ?2, author = ?3, publisher = ?4, year = ?5, isbn = ?6, isbns = ?7,
                issn = ?8, oclc = ?9, lccn = ?10, format = ?11, location = ?12, call_number = ?13, policy = ?14,
-               status = ?15, title_key = ?16, updated_at = ?17, withdrawn = 0",
+               status = CASE WHEN EXISTS (SELECT 1 FROM lending l WHERE l.item_barcode = items.barcode
+                                          AND l.state NOT IN ('unfilled', 'cancelled', 'completed', 'expired'))
+                             THEN items.status ELSE ?15 END,
+               title_key = ?16, updated_at = ?17, withdrawn = 0",
         )
         .bind(&item.barcode)
         .bind(&item.title)

@@ -238,3 +238,48 @@ async fn wire_values_are_validated_and_the_field_is_named() {
     let e = p.deliver(bad_status).await.unwrap_err();
     assert!(e.message().starts_with("supplier.status"), "{e:?}");
 }
+
+/// The certificate `target` presents to a caller that is `caller`'s node.
+async fn presented_cert(target: &TestNode, caller: &TestNode) -> Vec<u8> {
+    let mut cfg = rota_certs::tls::client_config(
+        Symbol::parse(&target.symbol).unwrap(),
+        &target.ca_der(),
+        &caller.read("tls/node.pem"),
+        &caller.read("tls/node.key"),
+    )
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(target.running.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_certificate_rotates_without_a_restart_and_partners_do_nothing() {
+    let mut dgw = start_node("DGW").await;
+    let mut aaa = start_node("AAA").await;
+    partner_up(&mut dgw, &mut aaa, "p2p", "p2p").await;
+    aaa.add_item("A-1", "Glad reunion", "0914520407", "available").await;
+    let mut open = aaa.peer_client_to(&dgw).await.unwrap();
+    open.hello(hello("AAA")).await.unwrap();
+    let before = presented_cert(&dgw, &aaa).await;
+
+    let info = dgw.staff.rotate_certificate(spb::Empty {}).await.unwrap().into_inner();
+    let after = presented_cert(&dgw, &aaa).await;
+    assert_ne!(before, after, "the node still presents its old certificate");
+    assert_eq!(info.fingerprint, rota_certs::fingerprint_of_der(&after));
+    let on_disk = rota_certs::tls::certs_from_pem(&dgw.read("tls/node.pem")).unwrap().remove(0).to_vec();
+    assert_eq!(after, on_disk);
+    // Partners do nothing: the open connection and new ones both work.
+    open.hello(hello("AAA")).await.unwrap();
+    aaa.peer_client_to(&dgw).await.unwrap().hello(hello("AAA")).await.unwrap();
+    // DGW dials out with its new certificate too: a request to AAA goes through.
+    let id = request_isbn(&mut dgw, "Glad reunion", "0914520407").await;
+    assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "AAA");
+    // And after a restart the node keeps the new certificate.
+    let dgw = dgw.restart().await;
+    assert_eq!(presented_cert(&dgw, &aaa).await, after);
+}

@@ -16,8 +16,8 @@ use crate::transport::convert;
 /// The partner channels of one node.
 pub struct Channels {
     node: Arc<Node>,
-    cert_pem: String,
-    key_pem: String,
+    /// Our node certificate and key, as presented when dialing; replaced on rotation.
+    identity: std::sync::RwLock<(String, String)>,
     /// Partner → (endpoint, CA fingerprint, channel).
     map: Mutex<HashMap<Symbol, (String, String, Channel)>>,
 }
@@ -32,10 +32,16 @@ impl Channels {
     pub fn new(node: Arc<Node>, cert_pem: &str, key_pem: &str) -> Arc<Self> {
         Arc::new(Channels {
             node,
-            cert_pem: cert_pem.to_owned(),
-            key_pem: key_pem.to_owned(),
+            identity: std::sync::RwLock::new((cert_pem.to_owned(), key_pem.to_owned())),
             map: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Present a new certificate from now on: channels are rebuilt as they are next used
+    /// (calls already under way finish on the old connection).
+    pub fn set_identity(&self, cert_pem: &str, key_pem: &str) {
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = (cert_pem.to_owned(), key_pem.to_owned());
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// The channel to `partner` if it is active; dialing trusts only that partner's CA.
@@ -48,7 +54,10 @@ impl Channels {
         {
             return Some(ch.clone());
         }
-        let tls = rota_certs::tls::client_config(partner.clone(), &entry.ca_der, &self.cert_pem, &self.key_pem).ok()?;
+        let tls = {
+            let id = self.identity.read().unwrap_or_else(|p| p.into_inner());
+            rota_certs::tls::client_config(partner.clone(), &entry.ca_der, &id.0, &id.1).ok()?
+        };
         let ch =
             rota_proto::channel::lazy_channel(&entry.endpoint, tls, self.node.config.limits.request_timeout).ok()?;
         map.insert(partner.clone(), (entry.endpoint, entry.fingerprint, ch.clone()));

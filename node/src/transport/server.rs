@@ -31,6 +31,9 @@ use crate::transport::dispatch::Dispatcher;
 use crate::transport::peer_api::PeerApi;
 use crate::transport::staff_api::StaffApi;
 
+/// Largest staff API message (an import batch or report).
+pub const STAFF_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Who is on the other end of a connection, as read from its certificate at handshake.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
@@ -38,6 +41,14 @@ pub struct PeerInfo {
     pub remote: SocketAddr,
     /// For a partner: the fingerprint of the CA its chain was verified against.
     pub ca_fingerprint: Option<String>,
+}
+
+/// What certificate rotation replaces: the certificate presented to callers, and the one
+/// presented when dialing partners.
+#[derive(Clone)]
+pub struct OwnIdentity {
+    pub server: Arc<rota_certs::tls::SwappableCert>,
+    pub channels: Arc<crate::transport::channels::Channels>,
 }
 
 /// The authenticated partner making a peer RPC.
@@ -152,10 +163,12 @@ pub async fn serve(
     let node_cert = std::fs::read_to_string(cfg.node_cert_path())?;
     let node_key = rota_certs::files::read_secret(&cfg.node_key_path())?;
     let verifier = Arc::new(InboundVerifier::new(node.symbol().clone(), &ca_der, node.directory.clone())?);
-    let acceptor = TlsAcceptor::from(Arc::new(server_config(&node_cert, &node_key, verifier)?));
+    let own_cert = rota_certs::tls::SwappableCert::new(&node_cert, &node_key)?;
+    let acceptor = TlsAcceptor::from(Arc::new(server_config(own_cert.clone(), verifier)?));
 
     let channels = crate::transport::channels::Channels::new(node.clone(), &node_cert, &node_key);
     node.set_locator(Arc::new(crate::transport::channels::PeerLocator(channels.clone())));
+    let channels_for_staff = channels.clone();
     let dispatcher = Dispatcher::start(node.clone(), channels, wake_rx);
 
     let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<ServerIo>>(64);
@@ -165,7 +178,11 @@ pub async fn serve(
     let peer =
         PeerServer::new(PeerApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
     let staff =
-        StaffServer::new(StaffApi::new(node.clone())).max_decoding_message_size(max).max_encoding_message_size(max);
+        // The staff API carries import batches and reports from our own staff: a larger
+        // ceiling than the peer API's.
+        StaffServer::new(StaffApi::new(node.clone(), OwnIdentity { server: own_cert, channels: channels_for_staff }))
+            .max_decoding_message_size(STAFF_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(STAFF_MAX_MESSAGE_BYTES);
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(InterceptedService::new(

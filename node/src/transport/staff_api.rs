@@ -17,11 +17,12 @@ use crate::transport::status::invalid;
 
 pub struct StaffApi {
     node: Arc<Node>,
+    identity: crate::transport::server::OwnIdentity,
 }
 
 impl StaffApi {
-    pub fn new(node: Arc<Node>) -> Self {
-        StaffApi { node }
+    pub fn new(node: Arc<Node>, identity: crate::transport::server::OwnIdentity) -> Self {
+        StaffApi { node, identity }
     }
 }
 
@@ -389,6 +390,22 @@ impl Staff for StaffApi {
             with_isbn: s.with_isbn,
             with_oclc: s.with_oclc,
             with_lccn: s.with_lccn,
+        }))
+    }
+
+    async fn rotate_certificate(&self, req: Request<pb::Empty>) -> R<pb::CertificateInfo> {
+        let user = staff_user(&req)?;
+        let (cert_pem, key_pem) = self.node.rotate_node_cert(&user)?;
+        let internal =
+            |e: rota_certs::tls::TlsError| Status::internal(format!("the new certificate could not be loaded: {e}"));
+        self.identity.server.swap(&cert_pem, &key_pem).map_err(internal)?;
+        self.identity.channels.set_identity(&cert_pem, &key_pem);
+        let der = rota_certs::tls::certs_from_pem(&cert_pem).map_err(internal)?.remove(0);
+        let (serial, not_after) = rota_certs::issue::serial_and_expiry(&der).unwrap_or_default();
+        Ok(Response::new(pb::CertificateInfo {
+            fingerprint: rota_certs::fingerprint_of_der(&der),
+            serial,
+            not_after_unix_ms: not_after,
         }))
     }
 }
