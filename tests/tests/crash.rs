@@ -293,10 +293,11 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             {
                 shippers.push(lender);
             }
-            if matches!(l.state.as_str(), "will_supply" | "shipped" | "return_shipped") && !l.item_barcode.is_empty() {
-                if let Some(other) = reserved_by.insert(l.item_barcode.clone(), r.id.clone()) {
-                    panic!("item {} is held for both {other} and {}", l.item_barcode, r.id);
-                }
+            if matches!(l.state.as_str(), "will_supply" | "shipped" | "return_shipped")
+                && !l.item_barcode.is_empty()
+                && let Some(other) = reserved_by.insert(l.item_barcode.clone(), r.id.clone())
+            {
+                panic!("item {} is held for both {other} and {}", l.item_barcode, r.id);
             }
             if r.supplier == lender {
                 let agree = match r.state.as_str() {
