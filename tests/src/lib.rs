@@ -324,6 +324,20 @@ impl TestNode {
         .await
     }
 
+    /// Wait until lending request `id` has a renewal request waiting for an answer.
+    pub async fn wait_renewal_request(&mut self, id: &str) -> spb::LendingRequest {
+        let staff = self.staff.clone();
+        eventually(&format!("a renewal request on {id}"), PATIENCE, || {
+            let mut s = staff.clone();
+            let id = id.to_owned();
+            async move {
+                let r = s.get_lending(spb::IdRequest { id }).await.ok()?.into_inner();
+                r.renew_pending.then_some(r)
+            }
+        })
+        .await
+    }
+
     pub async fn item_status(&mut self, barcode: &str) -> String {
         self.staff.get_item(spb::BarcodeRequest { barcode: barcode.into() }).await.unwrap().into_inner().status
     }

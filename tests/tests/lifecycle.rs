@@ -204,12 +204,7 @@ async fn renewals_answered_yes_and_no_and_a_recall() {
 
     // Renewal: yes, with a new due date.
     assert_eq!(dgw.borrow_act(&id, "renew").await.unwrap().state, "renew_requested");
-    rota_tests::eventually("UVA to see the renewal", rota_tests::PATIENCE, || {
-        let mut u = uva.staff.clone();
-        let id = id.clone();
-        async move { u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner().renew_pending.then_some(()) }
-    })
-    .await;
+    uva.wait_renewal_request(&id).await;
     let new_due = (Utc::now().date_naive() + chrono::Duration::days(60)).to_string();
     let l = uva
         .lend_act(spb::LendingActionRequest { answer: "yes".into(), due: new_due.clone(), ..lend(&id, "renew-answer") })
@@ -221,12 +216,7 @@ async fn renewals_answered_yes_and_no_and_a_recall() {
 
     // Renewal: no. The due date stays.
     dgw.borrow_act(&id, "renew").await.unwrap();
-    rota_tests::eventually("UVA to see the second renewal", rota_tests::PATIENCE, || {
-        let mut u = uva.staff.clone();
-        let id = id.clone();
-        async move { u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner().renew_pending.then_some(()) }
-    })
-    .await;
+    uva.wait_renewal_request(&id).await;
     uva.lend_act(spb::LendingActionRequest { answer: "no".into(), ..lend(&id, "renew-answer") }).await.unwrap();
     let b = dgw.wait_state(&id, "loaned_to_patron").await;
     assert_eq!(b.due_date, new_due);
@@ -340,12 +330,7 @@ async fn overdue_fires_from_the_due_date_on_both_sides() {
     assert!(todo.iter().any(|t| t.id == id && t.state == "overdue"), "{todo:?}");
     // Renewing an overdue loan.
     dgw.borrow_act(&id, "renew").await.unwrap();
-    rota_tests::eventually("UVA to see the renewal", rota_tests::PATIENCE, || {
-        let mut u = uva.staff.clone();
-        let id = id.clone();
-        async move { u.get_lending(spb::IdRequest { id }).await.ok()?.into_inner().renew_pending.then_some(()) }
-    })
-    .await;
+    uva.wait_renewal_request(&id).await;
     let l =
         uva.lend_act(spb::LendingActionRequest { answer: "yes".into(), ..lend(&id, "renew-answer") }).await.unwrap();
     assert_eq!(l.state, "shipped");
