@@ -101,6 +101,7 @@ fn partner() -> Partner {
         updated_at_unix_ms: T0,
         agreement: Some(agreement()),
         pending_messages: 3,
+        delivery_attempts: 0,
         last_delivery_error: String::new(),
         closures: vec![],
     }

@@ -61,6 +61,8 @@ pub struct PartnerView {
     pub partner: Partner,
     pub agreement: Agreement,
     pub pending_messages: u64,
+    /// Attempts made so far to deliver the pending messages.
+    pub delivery_attempts: u64,
     pub last_delivery_error: Option<String>,
     /// Current and future closure periods.
     pub closures: Vec<crate::domain::Closure>,
@@ -220,9 +222,10 @@ impl Node {
 
     async fn view_of(&self, partner: Partner) -> Result<PartnerView> {
         let agreement = self.store.agreement(&partner.symbol).await?;
-        let (pending_messages, last_delivery_error) = self.store.delivery_state(&partner.symbol).await?;
+        let d = self.store.delivery_state(&partner.symbol).await?;
+        let (pending_messages, delivery_attempts, last_delivery_error) = (d.pending, d.attempts, d.last_error);
         let closures = self.store.closures(&partner.symbol, self.clock.now().date_naive()).await?;
-        Ok(PartnerView { partner, agreement, pending_messages, last_delivery_error, closures })
+        Ok(PartnerView { partner, agreement, pending_messages, delivery_attempts, last_delivery_error, closures })
     }
 
     pub async fn partner(&self, symbol: &Symbol) -> Result<PartnerView> {

@@ -69,6 +69,15 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// Undelivered messages to one partner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryState {
+    pub pending: u64,
+    /// Delivery attempts made so far for the pending messages.
+    pub attempts: u64,
+    pub last_error: Option<String>,
+}
+
 /// Counts over the holdings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HoldingsStats {
@@ -283,15 +292,20 @@ impl Store {
     }
 
     /// Pending outbound messages and the last delivery error, per partner.
-    pub async fn delivery_state(&self, symbol: &Symbol) -> Result<(u64, Option<String>)> {
+    pub async fn delivery_state(&self, symbol: &Symbol) -> Result<DeliveryState> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, (SELECT last_error FROM outbox WHERE partner = ?1 AND delivered_at IS NULL AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1) AS err
+            "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS attempts,
+               (SELECT last_error FROM outbox WHERE partner = ?1 AND delivered_at IS NULL AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1) AS err
              FROM outbox WHERE partner = ?1 AND delivered_at IS NULL",
         )
         .bind(symbol.as_str())
         .fetch_one(&self.reader)
         .await?;
-        Ok((row.get::<i64, _>("n") as u64, row.get("err")))
+        Ok(DeliveryState {
+            pending: row.get::<i64, _>("n") as u64,
+            attempts: row.get::<i64, _>("attempts") as u64,
+            last_error: row.get("err"),
+        })
     }
 
     // -- items --------------------------------------------------------------------------

@@ -82,3 +82,40 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(250), "closed before the timeout: {:?}", started.elapsed());
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_to_a_dead_partner_back_off() {
+    // Backoff from 50 ms doubling to a 400 ms cap, with jitter between half and all of it.
+    let opts = rota_tests::NodeOptions {
+        config_edits: vec![
+            ("tick_ms = 1000", "tick_ms = 25"),
+            ("backoff_initial_ms = 500", "backoff_initial_ms = 50"),
+            ("backoff_max_ms = 300000", "backoff_max_ms = 400"),
+        ],
+        ..Default::default()
+    };
+    let mut dgw = rota_tests::start_node_with("DGW", opts).await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    let _down = uva.stop().await;
+    let started = std::time::Instant::now();
+    rota_tests::request_isbn(&mut dgw, "Glad reunion", "0914520407").await;
+    let p = eventually("eight delivery attempts", PATIENCE, || {
+        let mut s = dgw.staff.clone();
+        async move {
+            let p = s.get_partner(spb::SymbolRequest { symbol: "UVA".into() }).await.ok()?.into_inner();
+            (p.delivery_attempts >= 8).then_some(p)
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    // Without backoff, eight attempts at a closed port take milliseconds. With it, the waits
+    // between them are at least 25 + 50 + 100 + 200 × 4 = 975 ms.
+    assert!(elapsed >= Duration::from_millis(975), "8 attempts in {elapsed:?}: the outbox is not backing off");
+    let rate = p.delivery_attempts as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "retries to a dead partner: {} attempts in {elapsed:?} ({rate:.1}/s overall; with the 400 ms cap and jitter, at most 5/s once capped)",
+        p.delivery_attempts
+    );
+    assert_eq!(p.pending_messages, 1);
+}

@@ -475,6 +475,7 @@ pub fn partner_to_proto(v: &PartnerView) -> spb::Partner {
         updated_at_unix_ms: ms(p.updated_at),
         agreement: Some(staff_agreement(p.symbol.as_str(), &v.agreement)),
         pending_messages: v.pending_messages,
+        delivery_attempts: v.delivery_attempts,
         last_delivery_error: v.last_delivery_error.clone().unwrap_or_default(),
         closures: v
             .closures
