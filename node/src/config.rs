@@ -36,6 +36,21 @@ pub struct RawConfig {
     pub timers: RawTimers,
     #[serde(default)]
     pub rota: RawRota,
+    #[serde(default)]
+    pub storage: RawStorage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    /// How long to wait for a database another program has locked before failing.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage { busy_timeout_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +152,7 @@ pub struct Config {
     pub timer_tick: Duration,
     pub strategy: crate::domain::Strategy,
     pub locate_timeout: Duration,
+    pub busy_timeout: Duration,
 }
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -213,6 +229,7 @@ impl Config {
             timer_tick: Duration::from_millis(raw.timers.tick_ms),
             strategy,
             locate_timeout: Duration::from_millis(raw.rota.locate_timeout_ms),
+            busy_timeout: Duration::from_millis(raw.storage.busy_timeout_ms.clamp(1, 600_000)),
         })
     }
 
@@ -250,6 +267,7 @@ mod tests {
             outbox: RawOutbox::default(),
             timers: RawTimers::default(),
             rota: RawRota::default(),
+            storage: RawStorage::default(),
         }
     }
 

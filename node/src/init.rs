@@ -6,7 +6,7 @@ use rota_certs::files::{write_public, write_secret};
 use rota_certs::profile::Profile;
 use rota_certs::{CaBundle, StaffUser, Symbol};
 
-use crate::config::{CONFIG_FILE, Config, RawConfig, RawLimits, RawOutbox, RawRota, RawTimers};
+use crate::config::{CONFIG_FILE, Config, RawConfig, RawLimits, RawOutbox, RawRota, RawStorage, RawTimers};
 use crate::store::Store;
 
 /// What `init` asks for.
@@ -58,6 +58,7 @@ pub async fn init(opts: &InitOptions) -> anyhow::Result<InitReport> {
         outbox: RawOutbox::default(),
         timers: RawTimers::default(),
         rota: RawRota::default(),
+        storage: RawStorage::default(),
     };
     // Check everything before writing anything.
     let checked = Config::check(dir, Path::new("--options"), raw.clone())?;

@@ -107,8 +107,9 @@ impl Node {
         let ca = CaBundle::from_pem(&ca_pem, &ca_key)
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_key_path().display()))?;
         let card = Card::new(config.symbol.clone(), config.name.clone(), config.public_url.clone(), ca_pem)?;
-        let store =
-            Store::open(&config.db_path()).await.map_err(|e| anyhow::anyhow!("{}: {e}", config.db_path().display()))?;
+        let store = Store::open_with(&config.db_path(), config.busy_timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.db_path().display()))?;
         let directory = Arc::new(Directory::default());
         directory.load(&store.partners().await?);
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();

@@ -20,6 +20,25 @@ use crate::machine::{
 };
 use crate::message::{Body, Confirmation, Envelope};
 
+impl StoreError {
+    /// The database is locked by someone else (SQLITE_BUSY, SQLITE_LOCKED): worth retrying.
+    pub fn is_busy(&self) -> bool {
+        self.sqlite_code().is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    }
+
+    /// The disk is full (SQLITE_FULL).
+    pub fn is_full(&self) -> bool {
+        self.sqlite_code().is_some_and(|c| c & 0xff == 13)
+    }
+
+    fn sqlite_code(&self) -> Option<i64> {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => e.code().and_then(|c| c.parse().ok()),
+            _ => None,
+        }
+    }
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -194,6 +213,11 @@ pub struct InboxRow {
 impl Store {
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Duration::from_secs(10)).await
+    }
+
+    /// Open with a given wait for a database another program has locked.
+    pub async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Self> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -201,7 +225,7 @@ impl Store {
             // FULL: a confirmation we send a partner must survive a power cut.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(busy_timeout)
             // Applying a large import takes seconds by design: not a warning.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let writer = SqlitePoolOptions::new()

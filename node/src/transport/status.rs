@@ -15,6 +15,16 @@ impl From<NodeError> for Status {
             NodeError::Forbidden(m) => Status::permission_denied(m),
             NodeError::Illegal(i) => Status::failed_precondition(i.to_string()),
             NodeError::Precondition(m) => Status::failed_precondition(m),
+            NodeError::Store(e) if e.is_busy() => {
+                tracing::warn!(error = %e, "database busy");
+                Status::unavailable(
+                    "the node's database is busy (another program has it locked); nothing was changed, try again",
+                )
+            }
+            NodeError::Store(e) if e.is_full() => {
+                tracing::error!(error = %e, "disk full");
+                Status::unavailable("the node's disk is full; nothing was changed. Free some space and try again")
+            }
             NodeError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 Status::internal("internal storage error; the node's log has the details")
