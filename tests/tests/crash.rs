@@ -182,7 +182,10 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             }
             // Move each request a different distance along its life: the lender ships, the
             // borrower receives, lends, gets it back and sends it home, the lender checks in.
-            let depth = k % 6;
+            // Each request goes a different way along its life (k % 9):
+            // 0 stays promised; 1 shipped; 2 received; 3 with the patron; 4 shipped home;
+            // 5 checked in; 6 renewed; 7 recalled and returned; 8 a conditional offer accepted.
+            let way = k % 9;
             let lend = |action: &str| spb::LendingActionRequest {
                 id: id.clone(),
                 action: action.into(),
@@ -193,30 +196,57 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
                 action: action.into(),
                 ..Default::default()
             };
-            if depth >= 1 {
+            // Bounded polling: an action waits (at most 0.5 s) for the message that enables it.
+            macro_rules! until_ok {
+                ($call:expr) => {
+                    for _ in 0..50 {
+                        if $call.await.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+            }
+            if way == 8 {
+                for st in staffs.iter_mut().skip(1) {
+                    let cond = spb::LendingActionRequest { code: "LibraryUseOnly".into(), ..lend("condition") };
+                    let _ = st.lending_action(cond).await;
+                }
+                until_ok!(staffs[0].borrowing_action(borrow("accept")));
+            }
+            if (1..8).contains(&way) {
                 for st in staffs.iter_mut().skip(1) {
                     let _ = st.lending_action(lend("ship")).await;
                 }
             }
-            for (d, action) in [(2, "receive"), (3, "loan"), (4, "return"), (4, "ship-return")] {
-                if depth >= d {
-                    // The shipment may still be on its way: wait for it, briefly and boundedly.
-                    for _ in 0..50 {
-                        if staffs[0].borrowing_action(borrow(action)).await.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+            if way == 7 {
+                for st in staffs.iter_mut().skip(1) {
+                    let _ = st.lending_action(lend("recall")).await;
+                }
+                until_ok!(staffs[0].borrowing_action(borrow("receive")));
+                until_ok!(staffs[0].borrowing_action(borrow("ship-return")));
+            }
+            if (2..7).contains(&way) {
+                until_ok!(staffs[0].borrowing_action(borrow("receive")));
+            }
+            if (3..7).contains(&way) {
+                until_ok!(staffs[0].borrowing_action(borrow("loan")));
+            }
+            if way == 6 {
+                until_ok!(staffs[0].borrowing_action(borrow("renew")));
+                for st in staffs.iter_mut().skip(1) {
+                    until_ok!(
+                        st.lending_action(spb::LendingActionRequest { answer: "yes".into(), ..lend("renew-answer") })
+                    );
                 }
             }
-            if depth >= 5 {
+            if (4..6).contains(&way) {
+                until_ok!(staffs[0].borrowing_action(borrow("return")));
+                until_ok!(staffs[0].borrowing_action(borrow("ship-return")));
+            }
+            if way == 5 {
                 for st in staffs.iter_mut().skip(1) {
-                    for _ in 0..50 {
-                        if st.lending_action(lend("check-in")).await.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                    until_ok!(st.lending_action(lend("check-in")));
                 }
             }
             if k % 37 == 0 {
@@ -302,7 +332,10 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             if r.supplier == lender {
                 let agree = match r.state.as_str() {
                     "will_supply" => l.state == "will_supply",
+                    "conditional" => l.state == "conditional",
                     "shipped" | "received" | "loaned_to_patron" | "returned_by_patron" => l.state == "shipped",
+                    "renew_requested" => l.state == "shipped" && l.renew_pending,
+                    "recalled" => l.state == "recalled",
                     "return_shipped" => l.state == "return_shipped",
                     "completed" => l.state == "completed",
                     "cancelled" => matches!(l.state.as_str(), "cancelled" | "unfilled"),
@@ -321,6 +354,6 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         assert!(shippers.len() <= 1, "{} shipped by {shippers:?}", r.id);
     }
     // The run covered the lifecycle, not just the first answer.
-    assert!(states.len() >= 4, "states reached: {states:?}");
+    assert!(states.len() >= 6, "states reached: {states:?}");
     eprintln!("seed {seed}: final states {states:?}");
 }
