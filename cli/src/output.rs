@@ -121,6 +121,7 @@ pub fn partner_json(p: &Partner) -> Value {
         "updated_at": time_json(p.updated_at_unix_ms),
         "agreement": p.agreement.as_ref().map(agreement_json),
         "pending_messages": p.pending_messages,
+        "delivery_attempts": p.delivery_attempts,
         "last_delivery_error": p.last_delivery_error,
         "closures": p.closures.iter().map(closure_json).collect::<Vec<_>>(),
     })
@@ -147,7 +148,7 @@ pub fn print_partner(p: &Partner) {
         ("fingerprint", p.fingerprint.clone()),
         ("added", time(p.added_at_unix_ms)),
         ("updated", time(p.updated_at_unix_ms)),
-        ("pending messages", p.pending_messages.to_string()),
+        ("pending messages", format!("{} ({} delivery attempts so far)", p.pending_messages, p.delivery_attempts)),
         ("last delivery error", p.last_delivery_error.clone()),
     ];
     // One line per closure period, current and future.

@@ -5,11 +5,22 @@
 /// Validate an ISBN-10 or ISBN-13 (hyphens, spaces and a trailing qualifier such as
 /// "(pbk.)" are ignored) and return it as ISBN-13.
 pub fn normalise_isbn(raw: &str) -> Result<String, String> {
-    // The number is the leading run of digits, X, hyphens and spaces; a qualifier such as
-    // "(pbk.)", "pbk." or ": $12.95" ends it.
-    let head: String =
-        raw.trim().chars().take_while(|c| c.is_ascii_digit() || matches!(c, 'X' | 'x' | '-' | ' ')).collect();
-    let head = head.trim();
+    // The number is made of the leading whitespace-separated groups of digits, X and hyphens,
+    // up to 10 or 13 digits; a qualifier such as "(pbk.)", "pbk.", ": $12.95" or "2nd ed."
+    // ends it.
+    let mut head = String::new();
+    for token in raw.trim().split(['(', ':', ';']).next().unwrap_or("").split_whitespace() {
+        if !token.chars().all(|c| c.is_ascii_digit() || matches!(c, 'X' | 'x' | '-')) {
+            break;
+        }
+        let before = head.chars().filter(char::is_ascii_digit).count();
+        let adding = token.chars().filter(|c| c.is_ascii_digit() || matches!(c, 'X' | 'x')).count();
+        if before + adding > 13 {
+            break;
+        }
+        head.push_str(token);
+    }
+    let head = head.as_str();
     let digits: String = head.chars().filter(|c| !matches!(c, '-' | ' ')).collect::<String>().to_ascii_uppercase();
     match digits.len() {
         10 => {
@@ -145,6 +156,8 @@ mod tests {
         assert_eq!(normalise_isbn("0 19 852663 6").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("0198526636 pbk.").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("0198526636 : $12.95").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("0198526636 2nd ed.").unwrap(), "9780198526636");
+        assert_eq!(normalise_isbn("978 0 19 852663 6 (v. 1)").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("0914520407").unwrap(), "9780914520405");
         assert_eq!(normalise_isbn("978-0-19-852663-6").unwrap(), "9780198526636");
         assert_eq!(normalise_isbn("080442957X").unwrap(), "9780804429573");

@@ -87,6 +87,26 @@ pub struct LocateAnswer {
     pub copies: u32,
 }
 
+/// Where a rotation writes the new key and certificate before moving them into place.
+fn next_paths(config: &Config) -> (std::path::PathBuf, std::path::PathBuf) {
+    (config.tls_dir().join("node.key.next"), config.tls_dir().join("node.pem.next"))
+}
+
+/// Move a fully written rotation into place: the key, then the certificate. Also run at
+/// start, so a rotation cut short by a crash never leaves a key and certificate that differ.
+fn finish_rotation(config: &Config) -> std::io::Result<()> {
+    let (key_next, cert_next) = next_paths(config);
+    if !cert_next.exists() {
+        // Not both written yet: the old pair is still whole. Drop any half of a new one.
+        let _ = std::fs::remove_file(&key_next);
+        return Ok(());
+    }
+    if key_next.exists() {
+        std::fs::rename(&key_next, config.node_key_path())?;
+    }
+    std::fs::rename(&cert_next, config.node_cert_path())
+}
+
 fn cause_actor(event: &str, cause: &Actor) -> String {
     // What the node does by itself in reaction to an event is the node's act.
     match (event, cause) {
@@ -102,6 +122,8 @@ impl Node {
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<Node>, WakeReceiver)> {
         let ca_pem = std::fs::read_to_string(config.ca_cert_path())
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.ca_cert_path().display()))?;
+        finish_rotation(&config)
+            .map_err(|e| anyhow::anyhow!("{}: finishing a certificate rotation: {e}", config.tls_dir().display()))?;
         let ca_key = rota_certs::files::read_secret(&config.ca_key_path())?;
         rota_certs::files::read_secret(&config.node_key_path())?;
         let ca = CaBundle::from_pem(&ca_pem, &ca_key)
@@ -293,8 +315,12 @@ impl Node {
         let host = crate::init::url_host(&self.config.public_url);
         let issued = self.ca.issue_node(self.symbol(), &[host]).map_err(|e| NodeError::Internal(e.to_string()))?;
         let io = |e: std::io::Error| NodeError::Internal(format!("writing the new node certificate: {e}"));
-        rota_certs::files::write_secret(&self.config.node_key_path(), issued.key_pem.as_bytes()).map_err(io)?;
-        rota_certs::files::write_public(&self.config.node_cert_path(), issued.cert_pem.as_bytes()).map_err(io)?;
+        // Both new files are written in full before either replaces the old one; a crash
+        // between the two renames is finished at the next start (`finish_rotation`).
+        let (key_next, cert_next) = next_paths(&self.config);
+        rota_certs::files::write_secret(&key_next, issued.key_pem.as_bytes()).map_err(io)?;
+        rota_certs::files::write_public(&cert_next, issued.cert_pem.as_bytes()).map_err(io)?;
+        finish_rotation(&self.config).map_err(io)?;
         tracing::info!(staff = %by, "node certificate rotated");
         Ok((issued.cert_pem, issued.key_pem))
     }
@@ -306,7 +332,9 @@ impl Node {
         let mut tx = self.store.begin().await?;
         let outcome = Store::upsert_item(&mut tx, item, self.clock.now()).await?;
         tx.commit().await?;
-        Ok((outcome, item.clone()))
+        // What was stored: an item lent or reserved through Rota keeps its status.
+        let stored = self.store.item(&item.barcode).await?.unwrap_or_else(|| item.clone());
+        Ok((outcome, stored))
     }
 
     pub async fn item(&self, barcode: &str) -> Result<Item> {

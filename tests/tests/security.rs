@@ -283,3 +283,61 @@ async fn the_node_certificate_rotates_without_a_restart_and_partners_do_nothing(
     let dgw = dgw.restart().await;
     assert_eq!(presented_cert(&dgw, &aaa).await, after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_cut_short_by_a_crash_is_finished_at_start() {
+    use std::sync::Arc;
+    let mut aaa = start_node("AAA").await;
+    rota_tests::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let (data_dir, listener, url) = rota_tests::init_node(dir.path(), "DGW").await;
+    // A rotation wrote both new files, then the node died before moving them into place.
+    let ca = rota_certs::CaBundle::from_pem(
+        &std::fs::read_to_string(data_dir.join("tls/ca.pem")).unwrap(),
+        &std::fs::read_to_string(data_dir.join("tls/ca.key")).unwrap(),
+    )
+    .unwrap();
+    let new = ca.issue_node(&Symbol::parse("DGW").unwrap(), &["127.0.0.1".into()]).unwrap();
+    rota_certs::files::write_secret(&data_dir.join("tls/node.key.next"), new.key_pem.as_bytes()).unwrap();
+    rota_certs::files::write_public(&data_dir.join("tls/node.pem.next"), new.cert_pem.as_bytes()).unwrap();
+    let config = rota_node::config::Config::load(&data_dir).unwrap();
+    let running =
+        rota_node::runtime::RunningNode::start_with(config, listener, Arc::new(rota_node::clock::SystemClock))
+            .await
+            .unwrap();
+    assert!(!data_dir.join("tls/node.pem.next").exists() && !data_dir.join("tls/node.key.next").exists());
+    assert_eq!(std::fs::read_to_string(data_dir.join("tls/node.pem")).unwrap(), new.cert_pem);
+    // The node serves with the new pair: a partner of DGW connects and sees it.
+    let profile = rota_certs::profile::Profile::load(&data_dir.join("profiles/admin/profile.toml")).unwrap();
+    let mut dgw_staff = rota_tests::staff_client(&profile).await;
+    let card = aaa.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+    dgw_staff
+        .add_partner(spb::AddPartnerRequest {
+            card_text: card.text,
+            tier: "p2p".into(),
+            priority: 1,
+            expected_fingerprint: card.fingerprint,
+        })
+        .await
+        .unwrap();
+    let dgw_card = dgw_staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+    aaa.staff
+        .add_partner(spb::AddPartnerRequest {
+            card_text: dgw_card.text,
+            tier: "p2p".into(),
+            priority: 1,
+            expected_fingerprint: dgw_card.fingerprint,
+        })
+        .await
+        .unwrap();
+    let tls = rota_certs::tls::client_config(
+        Symbol::parse("DGW").unwrap(),
+        &rota_certs::tls::certs_from_pem(&std::fs::read_to_string(data_dir.join("tls/ca.pem")).unwrap()).unwrap()[0],
+        &aaa.read("tls/node.pem"),
+        &aaa.read("tls/node.key"),
+    )
+    .unwrap();
+    let ch = rota_proto::channel::connect(&url, tls, Duration::from_secs(10)).await.unwrap();
+    PeerClient::new(ch).hello(hello("AAA")).await.unwrap();
+    running.stop().await.unwrap();
+}
