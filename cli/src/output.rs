@@ -275,6 +275,7 @@ pub fn lending_json(r: &LendingRequest) -> Value {
         "note": r.note,
         "due_date": r.due_date,
         "renew_pending": r.renew_pending,
+        "renewals": r.renewals,
         "created_at": time_json(r.created_at_unix_ms),
         "updated_at": time_json(r.updated_at_unix_ms),
         "timeline": r.timeline.iter().map(event_json).collect::<Vec<_>>(),
@@ -321,6 +322,7 @@ pub fn lending_brief(r: &LendingRequest) -> Vec<(&'static str, String)> {
         ("item barcode", r.item_barcode.clone()),
         ("due date", r.due_date.clone()),
         ("renewal asked", renewal_asked(r)),
+        ("renewals granted", if r.renewals > 0 { r.renewals.to_string() } else { String::new() }),
         ("unfilled because", r.reason_unfilled.clone()),
     ]
 }

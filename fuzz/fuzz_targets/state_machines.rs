@@ -14,7 +14,9 @@ fn in_table(table: &[(&str, &str, &str)], from: &str, event: &str, to: &str) -> 
 fuzz_target!(|data: &[u8]| {
     let rota: Vec<Symbol> = ["AA", "BB", "CC"].iter().map(|s| Symbol::parse(s).unwrap()).collect();
     let mut b = BorrowingView { rota: rota.clone(), ..Default::default() };
-    let mut l = LendingView::default();
+    // The agreement allows 0, 1 or 2 renewals, or is not looked up at all.
+    let renewal_limit = data.first().and_then(|b| (b % 4 < 3).then_some(u32::from(b % 4)));
+    let mut l = LendingView { renewal_limit, ..Default::default() };
     let due = chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
     for chunk in data.chunks(2) {
         let (k, v) = (chunk[0], *chunk.get(1).unwrap_or(&0));
@@ -73,7 +75,8 @@ fuzz_target!(|data: &[u8]| {
             };
             if let Ok(step) = lending_step(&l, &e) {
                 assert!(in_table(LENDING_TRANSITIONS, l.state.as_str(), &e.label(), step.state.as_str()), "{:?} {} {:?}", l.state, e.label(), step.state);
-                l = LendingView { state: step.state, item_barcode: step.item_barcode, due: step.due, renew_pending: step.renew_pending };
+                assert!(step.renewals <= l.renewal_limit.unwrap_or(u32::MAX), "renewals past the agreement's limit");
+                l = LendingView { state: step.state, item_barcode: step.item_barcode, due: step.due, renew_pending: step.renew_pending, renewals: step.renewals, renewal_limit: l.renewal_limit };
             }
         }
     }

@@ -153,7 +153,8 @@ impl Node {
         let rec = Store::lending(&mut tx, id)
             .await?
             .ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
-        let step = lending_step(&rec.view(), &event)?;
+        let view = rec.view_under(&crate::store::agreement_in(&mut tx, &rec.borrower).await?);
+        let step = lending_step(&view, &event)?;
         let mut wake = vec![];
         self.apply_lending(&mut tx, &rec, step, cause, now, &mut wake).await?;
         tx.commit().await?;

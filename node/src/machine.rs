@@ -519,7 +519,12 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
                         }
                         _ => {
                             step.state = back;
-                            step.notes.push(Note::new("renewal_refused", "the lender refused the renewal", Some(from)));
+                            let why = if body.note.is_empty() {
+                                "the lender refused the renewal".to_owned()
+                            } else {
+                                format!("the lender refused the renewal: {}", body.note)
+                            };
+                            step.notes.push(Note::new("renewal_refused", why, Some(from)));
                         }
                     }
                     step.resume = None;
@@ -798,6 +803,8 @@ pub struct LendingStep {
     pub reason_unfilled: Option<ReasonUnfilled>,
     pub due: Option<NaiveDate>,
     pub renew_pending: bool,
+    /// Renewals granted so far on this loan.
+    pub renewals: u32,
     pub out: Vec<SupplierBody>,
     pub effects: Vec<LendingEffect>,
     pub notes: Vec<Note>,
@@ -810,6 +817,11 @@ pub struct LendingView {
     pub item_barcode: Option<String>,
     pub due: Option<NaiveDate>,
     pub renew_pending: bool,
+    /// Renewals granted so far on this loan.
+    pub renewals: u32,
+    /// How many renewals the agreement with the borrower allows; `None` when the caller did
+    /// not look the agreement up (then renewals are not counted against it).
+    pub renewal_limit: Option<u32>,
 }
 
 #[allow(clippy::derivable_impls)]
@@ -817,6 +829,16 @@ impl Default for LendingState {
     fn default() -> Self {
         LendingState::Received
     }
+}
+
+/// Why a renewal is refused once the agreement's renewals are used up.
+fn renewals_used_up(limit: u32, granted: u32) -> String {
+    let allows = match limit {
+        0 => "allows no renewals".to_owned(),
+        1 => "allows 1 renewal".to_owned(),
+        n => format!("allows {n} renewals"),
+    };
+    format!("the lending agreement {allows} and {granted} {} been granted", if granted == 1 { "has" } else { "have" })
 }
 
 /// Legal lending transitions: (from, event, to).
@@ -872,6 +894,7 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
         reason_unfilled: None,
         due: view.due,
         renew_pending: view.renew_pending,
+        renewals: view.renewals,
         out: vec![],
         effects: vec![],
         notes: vec![],
@@ -969,8 +992,22 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
             step.notes.push(Note::new("notification", format!("borrower: {note}"), None));
         }
         (S::Shipped | S::Overdue, LendingEvent::Requester { action: RequesterAction::Renew, .. }) => {
-            step.renew_pending = true;
             step.notes.push(Note::new("renew_requested", "the borrower asks for a renewal", None));
+            match view.renewal_limit {
+                // The agreement's renewals are used up: the node answers no by itself.
+                Some(limit) if view.renewals >= limit => {
+                    step.renew_pending = false;
+                    let why = renewals_used_up(limit, view.renewals);
+                    step.notes.push(Note::new("renewal_refused", why.clone(), None));
+                    let d = step.due;
+                    send(&mut step, ReasonForMessage::RenewResponse, St::Loaned, &|b| {
+                        b.answer = Some(false);
+                        b.due_date = d;
+                        b.note = why.clone();
+                    });
+                }
+                _ => step.renew_pending = true,
+            }
         }
         (S::Shipped | S::Overdue, LendingEvent::Staff(LendingAction::RenewAnswer { yes, due })) => {
             if !view.renew_pending {
@@ -979,10 +1016,20 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
                     event: "a renewal answer with no renewal requested".into(),
                 });
             }
+            if let Some(limit) = view.renewal_limit.filter(|l| *yes && view.renewals >= *l) {
+                return Err(Illegal {
+                    state: view.state.to_string(),
+                    event: format!(
+                        "granting a renewal ({}; answer no, or raise the limit with `rota agreement set --renewals`)",
+                        renewals_used_up(limit, view.renewals)
+                    ),
+                });
+            }
             step.renew_pending = false;
             if *yes {
                 step.due = due.or(view.due);
                 step.state = S::Shipped;
+                step.renewals = view.renewals + 1;
             }
             let d = step.due;
             send(&mut step, ReasonForMessage::RenewResponse, St::Loaned, &|b| {
@@ -1245,7 +1292,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         for &state in LendingState::ALL {
             for renew_pending in [false, true] {
-                let v = LendingView { state, item_barcode: Some("b".into()), due: None, renew_pending };
+                let v = LendingView { state, item_barcode: Some("b".into()), renew_pending, ..Default::default() };
                 for e in lending_events() {
                     if let Ok(step) = lending_step(&v, &e) {
                         seen.insert((state.to_string(), e.label(), step.state.to_string()));
@@ -1281,6 +1328,44 @@ mod tests {
         assert_eq!(s.out[0].answer, Some(false));
         let e = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "x".into() })).unwrap_err();
         assert_eq!(e.to_string(), "decision WillSupply is not allowed while the request is shipped");
+    }
+
+    #[test]
+    fn renewals_are_counted_against_the_agreement() {
+        let renew = LendingEvent::Requester { action: RequesterAction::Renew, note: String::new(), answer: None };
+        let due = NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+        let later = NaiveDate::from_ymd_opt(2030, 2, 1).unwrap();
+        let v = LendingView {
+            state: LendingState::Shipped,
+            item_barcode: Some("39001".into()),
+            due: Some(due),
+            renewal_limit: Some(1),
+            ..Default::default()
+        };
+        // Within the limit the request waits for staff, and a yes counts.
+        let s = lending_step(&v, &renew).unwrap();
+        assert!(s.renew_pending && s.out.is_empty());
+        let v = LendingView { renew_pending: true, ..v };
+        let yes = LendingEvent::Staff(LendingAction::RenewAnswer { yes: true, due: Some(later) });
+        let s = lending_step(&v, &yes).unwrap();
+        assert_eq!((s.renewals, s.due, s.renew_pending), (1, Some(later), false));
+        // A no does not count.
+        let no = LendingEvent::Staff(LendingAction::RenewAnswer { yes: false, due: None });
+        assert_eq!(lending_step(&v, &no).unwrap().renewals, 0);
+        // At the limit the node answers no by itself, keeps the due date and says why.
+        let v = LendingView { renewals: 1, renew_pending: false, due: Some(later), ..v };
+        let s = lending_step(&v, &renew).unwrap();
+        assert!(!s.renew_pending);
+        assert_eq!((s.out.len(), s.out[0].answer, s.out[0].due_date), (1, Some(false), Some(later)));
+        assert_eq!(s.out[0].note, "the lending agreement allows 1 renewal and 1 has been granted");
+        // A limit lowered while a renewal waits: staff cannot grant it, but can refuse it.
+        let v = LendingView { renew_pending: true, renewal_limit: Some(0), renewals: 0, ..v };
+        let e = lending_step(&v, &yes).unwrap_err();
+        assert!(e.to_string().contains("allows no renewals and 0 have been granted"), "{e}");
+        assert!(lending_step(&v, &no).is_ok());
+        // Without the agreement looked up, renewals are not limited.
+        let v = LendingView { renewal_limit: None, renewals: 5, renew_pending: false, ..v };
+        assert!(lending_step(&v, &renew).unwrap().renew_pending);
     }
 
     /// docs/STATES.md is generated from the tables above and must not drift.

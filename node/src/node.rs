@@ -790,6 +790,7 @@ impl Node {
             updated_at: now,
             due: None,
             renew_pending: false,
+            renewals: 0,
         };
         Store::insert_lending(tx, &rec).await?;
         let cause = Actor::Partner(from.clone());
@@ -822,7 +823,8 @@ impl Node {
             });
         };
         let event = LendingEvent::Requester { action: r.action, note: r.note.clone(), answer: r.answer };
-        match lending_step(&rec.view(), &event) {
+        let view = rec.view_under(&crate::store::agreement_in(tx, from).await?);
+        match lending_step(&view, &event) {
             Ok(step) => {
                 self.apply_lending(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
                 Ok(Confirmation::Accepted { received_at: now })

@@ -180,17 +180,27 @@ pub struct LendingRecord {
     pub updated_at: DateTime<Utc>,
     pub due: Option<NaiveDate>,
     pub renew_pending: bool,
+    /// Renewals granted so far on this loan.
+    pub renewals: u32,
 }
 
 impl LendingRecord {
-    /// The state machine's view of this request.
+    /// The state machine's view of this request, without the agreement's renewal limit.
     pub fn view(&self) -> LendingView {
         LendingView {
             state: self.state,
             item_barcode: self.item_barcode.clone(),
             due: self.due,
             renew_pending: self.renew_pending,
+            renewals: self.renewals,
+            renewal_limit: None,
         }
+    }
+
+    /// The state machine's view under the agreement with the borrower, so renewals are
+    /// counted against its limit.
+    pub fn view_under(&self, agreement: &crate::domain::Agreement) -> LendingView {
+        LendingView { renewal_limit: Some(agreement.renewals), ..self.view() }
     }
 }
 
@@ -996,13 +1006,14 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE lending SET state = ?, item_barcode = ?, reason_unfilled = COALESCE(?, reason_unfilled), due_date = ?,
-               renew_pending = ?, updated_at = ? WHERE id = ?",
+               renew_pending = ?, renewals = ?, updated_at = ? WHERE id = ?",
         )
         .bind(step.state.as_str())
         .bind(&step.item_barcode)
         .bind(step.reason_unfilled.map(|r| r.as_str()))
         .bind(step.due.map(|d| d.to_string()))
         .bind(step.renew_pending)
+        .bind(i64::from(step.renewals))
         .bind(ms(now))
         .bind(id)
         .execute(&mut *conn)
@@ -1396,5 +1407,9 @@ fn lending_from_row(r: &SqliteRow) -> Result<LendingRecord> {
         updated_at: from_ms(r.get("updated_at")),
         due: r.get::<Option<String>, _>("due_date").and_then(|d| d.parse().ok()),
         renew_pending: r.get("renew_pending"),
+        renewals: r
+            .get::<i64, _>("renewals")
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("negative renewal count".into()))?,
     })
 }

@@ -147,6 +147,7 @@ impl World {
         v.item_barcode = step.item_barcode;
         v.due = step.due;
         v.renew_pending = step.renew_pending;
+        v.renewals = step.renewals;
         for body in step.out {
             self.wire.entry((r, l, false)).or_default().push_back(Msg::ToBorrower(body));
         }
@@ -161,7 +162,9 @@ impl World {
                 if self.lending.contains_key(&(r, l)) {
                     return; // refused: already received
                 }
-                self.lending.insert((r, l), LendingView::default());
+                // Each loan is under an agreement that allows 0, 1 or 2 renewals.
+                let limit = self.rng.u32(0..=2);
+                self.lending.insert((r, l), LendingView { renewal_limit: Some(limit), ..Default::default() });
                 let decision = match self.copies[l] {
                     Copy::Available => Decision::Supply { barcode: format!("{}-1", LENDERS[l]) },
                     _ => Decision::Unfilled { reason: ReasonUnfilled::NotOnShelf, note: String::new() },
@@ -249,6 +252,10 @@ impl World {
                 })
                 .collect();
             assert!(shipping.len() <= 1, "request {r} shipped by lenders {shipping:?}");
+        }
+        for ((r, l), v) in &self.lending {
+            let limit = v.renewal_limit.unwrap_or(u32::MAX);
+            assert!(v.renewals <= limit, "request {r} at lender {l}: {} renewals granted, limit {limit}", v.renewals);
         }
         for (l, c) in self.copies.iter().enumerate() {
             if let Copy::Reserved(r) | Copy::OnLoan(r) = c {

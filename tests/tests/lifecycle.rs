@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use rota_node::clock::ManualClock;
 use rota_proto::staff as spb;
-use rota_tests::{NodeOptions, partner_up, request_isbn, start_node, start_node_with};
+use rota_tests::{NodeOptions, PATIENCE, eventually, partner_up, request_isbn, start_node, start_node_with};
 
 const ISBN: &str = "0914520407";
 
@@ -202,25 +202,45 @@ async fn renewals_answered_yes_and_no_and_a_recall() {
     dgw.borrow_act(&id, "receive").await.unwrap();
     dgw.borrow_act(&id, "loan").await.unwrap();
 
-    // Renewal: yes, with a new due date.
+    // Renewal: no. The due date stays.
+    let first_due = dgw.staff.get_request(spb::IdRequest { id: id.clone() }).await.unwrap().into_inner().due_date;
     assert_eq!(dgw.borrow_act(&id, "renew").await.unwrap().state, "renew_requested");
+    uva.wait_renewal_request(&id).await;
+    uva.lend_act(spb::LendingActionRequest { answer: "no".into(), ..lend(&id, "renew-answer") }).await.unwrap();
+    let b = dgw.wait_state(&id, "loaned_to_patron").await;
+    assert_eq!(b.due_date, first_due);
+    assert!(events(&b.timeline).contains(&"renewal_refused"));
+
+    // Renewal: yes, with a new due date. A refusal does not use up the agreement's one renewal.
+    dgw.borrow_act(&id, "renew").await.unwrap();
     uva.wait_renewal_request(&id).await;
     let new_due = (Utc::now().date_naive() + chrono::Duration::days(60)).to_string();
     let l = uva
         .lend_act(spb::LendingActionRequest { answer: "yes".into(), due: new_due.clone(), ..lend(&id, "renew-answer") })
         .await
         .unwrap();
-    assert_eq!((l.due_date.as_str(), l.renew_pending), (new_due.as_str(), false));
+    assert_eq!((l.due_date.as_str(), l.renew_pending, l.renewals), (new_due.as_str(), false, 1));
     let b = dgw.wait_state(&id, "loaned_to_patron").await;
     assert_eq!(b.due_date, new_due);
 
-    // Renewal: no. The due date stays.
+    // The agreement allows one renewal, so the lender's node refuses a second by itself and
+    // says why; staff have nothing to answer.
     dgw.borrow_act(&id, "renew").await.unwrap();
-    uva.wait_renewal_request(&id).await;
-    uva.lend_act(spb::LendingActionRequest { answer: "no".into(), ..lend(&id, "renew-answer") }).await.unwrap();
-    let b = dgw.wait_state(&id, "loaned_to_patron").await;
+    let b = eventually("the second renewal refused", PATIENCE, || {
+        let mut dgw = dgw.staff.clone();
+        let id = id.clone();
+        async move {
+            let b = dgw.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
+            let refusals = b.timeline.iter().filter(|e| e.event == "renewal_refused").count();
+            (b.state == "loaned_to_patron" && refusals == 2).then_some(b)
+        }
+    })
+    .await;
     assert_eq!(b.due_date, new_due);
-    assert!(events(&b.timeline).contains(&"renewal_refused"));
+    let refusal = b.timeline.iter().rev().find(|e| e.event == "renewal_refused").unwrap();
+    assert!(refusal.detail.contains("allows 1 renewal and 1 has been granted"), "{refusal:#?}");
+    let l = uva.staff.get_lending(spb::IdRequest { id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!((l.state.as_str(), l.renew_pending, l.renewals), ("shipped", false, 1));
 
     // A recall while the patron has it.
     assert_eq!(uva.lend_act(lend(&id, "recall")).await.unwrap().state, "recalled");

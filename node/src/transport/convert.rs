@@ -544,6 +544,7 @@ pub fn lending_to_proto(r: &LendingRecord, item: Option<&Item>, timeline: &[Time
         item_location: item.map(|i| i.location.clone()).unwrap_or_default(),
         due_date: date_string(r.due),
         renew_pending: r.renew_pending,
+        renewals: r.renewals,
     }
 }
 
