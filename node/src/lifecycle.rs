@@ -12,7 +12,29 @@ use crate::machine::{
     lending_step,
 };
 use crate::node::Node;
-use crate::store::{BorrowingRecord, LendingRecord, Store};
+use crate::store::{BorrowingRecord, LendingRecord, Settled, Store};
+
+/// How long `rota lending ship` waits for the borrower's node to confirm our answer before
+/// it gives up and says so. On a working link that takes milliseconds.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Why a shipment has to wait, in staff's words.
+fn not_settled(id: &str, borrower: &Symbol, settled: Settled) -> String {
+    let why = match settled {
+        Settled::Unconfirmed(n) => format!(
+            "{borrower} has not confirmed our answer yet ({n} message{} waiting in the outbox; its node may be unreachable: see `rota partner show {borrower}`)",
+            if n == 1 { "" } else { "s" }
+        ),
+        Settled::Awaiting { announced, received } => format!(
+            "{borrower} has sent messages about this request that have not reached us yet (through number {announced}; we have {received})"
+        ),
+        Settled::Yes => String::new(),
+    };
+    format!(
+        "cannot ship {id} yet: {why}. The item stays reserved; ship it once they are delivered. If {borrower} has moved on to another lender, a cancel is on its way and the item goes back on the shelf by itself"
+    )
+}
 
 /// A lending action as staff enter it; the node fills in defaults from the agreement.
 #[derive(Clone, Debug)]
@@ -148,11 +170,31 @@ impl Node {
     }
 
     async fn lending_event(&self, id: &str, event: LendingEvent, cause: &Actor) -> Result<()> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let rec = Store::lending(&mut tx, id)
-            .await?
-            .ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
+        let ship = matches!(event, LendingEvent::Staff(LendingAction::Ship { .. }));
+        let give_up = tokio::time::Instant::now() + SETTLE_WAIT;
+        let (mut tx, rec, now) = loop {
+            let now = self.clock.now();
+            let mut tx = self.store.begin().await?;
+            let rec = Store::lending(&mut tx, id)
+                .await?
+                .ok_or_else(|| NodeError::NotFound(format!("no lending request {id:?}")))?;
+            // Two lenders must never ship one request. We ship only once the borrower has
+            // confirmed everything we told it and we have everything it told us it sent: a
+            // borrower that moved on while our answer was delayed has a Cancel on the way.
+            let settled = if ship && rec.state == LendingState::WillSupply {
+                Store::conversation_settled(&mut tx, &rec.borrower, id).await?
+            } else {
+                Settled::Yes
+            };
+            if settled == Settled::Yes {
+                break (tx, rec, now);
+            }
+            drop(tx);
+            if tokio::time::Instant::now() >= give_up {
+                return Err(NodeError::Precondition(not_settled(id, &rec.borrower, settled)));
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        };
         let view = rec.view_under(&crate::store::agreement_in(&mut tx, &rec.borrower).await?);
         let step = lending_step(&view, &event)?;
         let mut wake = vec![];
@@ -200,7 +242,9 @@ impl Node {
                 fired += self.fire_borrowing(&rec.id, BorrowingEvent::DuePassed).await;
             }
         }
-        for rec in self.store.lending_in(&[LendingState::Conditional]).await? {
+        // Our own stale requests: conditional offers nobody answered, and copies promised but
+        // not shipped, each within the expiry window of our agreement with the borrower.
+        for rec in self.store.lending_in(&[LendingState::Conditional, LendingState::WillSupply]).await? {
             let window = self.store.agreement(&rec.borrower).await?.expiry_seconds;
             if now >= rec.updated_at + chrono::Duration::seconds(window as i64) {
                 fired += self.fire_lending(&rec.id, LendingEvent::Expire).await;

@@ -332,6 +332,8 @@ pub const BORROWING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("overdue", "staff lost", "lost"),
     ("recalled", "staff lost", "lost"),
     ("return_shipped", "staff lost", "lost"),
+    ("sent", "timer expiry", "sent"),
+    ("sent", "timer expiry", "unfilled"),
     ("sent", "timer expiry, lender unreachable", "sent"),
     ("sent", "timer expiry, lender unreachable", "unfilled"),
     ("conditional", "timer expiry", "sent"),
@@ -638,9 +640,21 @@ pub fn borrowing_step(view: &BorrowingView, event: &BorrowingEvent) -> Result<Bo
         // Rolling past a lender must never let two lenders ship. A lender that never got our
         // Request cannot ship: the Request is withdrawn from the outbox and the rota rolls.
         // A lender with a conditional offer cannot ship until we accept: it is cancelled and
-        // the rota rolls. A lender that got the Request has answered by itself (its answer is
-        // on the way), so the timer leaves it alone; staff can still cancel.
+        // the rota rolls. A lender that got the Request but whose answer has not reached us
+        // gets a Cancel and the rota rolls: it cannot ship before that Cancel reaches it,
+        // because a lender ships only once its conversation with us is settled (its answer
+        // confirmed, and everything we queued to it by then received; see
+        // `Store::conversation_settled`).
         BorrowingEvent::Expire { request_delivered } => match (view.state, request_delivered) {
+            (S::Sent, true) => {
+                tell(&mut step, RequesterAction::Cancel, "no answer within the expiry window", None);
+                step.notes.push(Note::new(
+                    "expired",
+                    "the lender did not answer within the expiry window: cancel sent",
+                    lender.as_ref(),
+                ));
+                roll(&mut step, view, SlotOutcome::Skipped, Some("expired".into()), "no answer in time");
+            }
             (S::Sent, false) => {
                 if let Some(l) = &lender {
                     step.effects.push(BorrowingEffect::Withdraw(l.clone()));
@@ -880,6 +894,7 @@ pub const LENDING_TRANSITIONS: &[(&str, &str, &str)] = &[
     ("recalled", "borrower Lost", "lost"),
     ("return_shipped", "borrower Lost", "lost"),
     ("conditional", "timer expiry", "expired"),
+    ("will_supply", "timer expiry", "expired"),
     ("shipped", "timer due date", "overdue"),
 ];
 
@@ -1069,6 +1084,23 @@ pub fn lending_step(view: &LendingView, event: &LendingEvent) -> Result<LendingS
             ));
             send(&mut step, ReasonForMessage::StatusChange, St::CompletedWithoutReturn, &|_| {});
         }
+        // Promised but not shipped within the expiry window: the copy goes back on the shelf
+        // and the borrower moves on. Safe against a second shipment, since this lender
+        // cannot ship once expired.
+        (S::WillSupply, LendingEvent::Expire) => {
+            step.state = S::Expired;
+            step.reason_unfilled = Some(ReasonUnfilled::NotAvailableForIll);
+            step.effects.push(LendingEffect::Release { barcode: barcode.clone() });
+            step.notes.push(Note::new(
+                "expired",
+                format!("not shipped within the expiry window; item {barcode} back on the shelf"),
+                None,
+            ));
+            send(&mut step, ReasonForMessage::StatusChange, St::Unfilled, &|b| {
+                b.reason_unfilled = Some(ReasonUnfilled::NotAvailableForIll);
+                b.note = "not shipped within the expiry window".into();
+            });
+        }
         (S::Conditional, LendingEvent::Expire) => {
             step.state = S::Expired;
             step.effects.push(LendingEffect::Release { barcode: barcode.clone() });
@@ -1183,16 +1215,22 @@ mod tests {
     }
 
     #[test]
-    fn expiry_withdraws_from_an_unreachable_lender_and_never_rolls_past_one_that_answered() {
+    fn expiry_withdraws_from_an_unreachable_lender_and_cancels_one_that_did_not_answer() {
         let s = borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire { request_delivered: false })
             .unwrap();
         assert_eq!((s.state, s.position), (BorrowingState::Sent, 1));
         assert!(s.effects.contains(&BorrowingEffect::Withdraw(sym("AA"))));
         assert_eq!(s.out, vec![BorrowerOut::Request { to: sym("BB") }]);
-        // AA has our Request and has answered by itself: its answer is on the way.
+        // AA has our Request but its answer has not come: AA is told to cancel, and the rota
+        // rolls. (AA cannot ship before the Cancel reaches it: see conversation_settled.)
+        let s = borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire { request_delivered: true })
+            .unwrap();
+        assert_eq!((s.state, s.position), (BorrowingState::Sent, 1));
+        assert!(!s.effects.contains(&BorrowingEffect::Withdraw(sym("AA"))));
         assert!(
-            borrowing_step(&view(BorrowingState::Sent, 0), &BorrowingEvent::Expire { request_delivered: true })
-                .is_err()
+            matches!(&s.out[..], [BorrowerOut::Action { to, action: RequesterAction::Cancel, .. }, BorrowerOut::Request { to: next }] if *to == sym("AA") && *next == sym("BB")),
+            "{:?}",
+            s.out
         );
         // A conditional offer not answered in time is cancelled, and the rota rolls.
         let s =
@@ -1328,6 +1366,30 @@ mod tests {
         assert_eq!(s.out[0].answer, Some(false));
         let e = lending_step(&v, &LendingEvent::Decide(Decision::Supply { barcode: "x".into() })).unwrap_err();
         assert_eq!(e.to_string(), "decision WillSupply is not allowed while the request is shipped");
+    }
+
+    #[test]
+    fn a_promised_copy_not_shipped_in_time_expires_and_goes_back_on_the_shelf() {
+        let v =
+            LendingView { state: LendingState::WillSupply, item_barcode: Some("39001".into()), ..Default::default() };
+        let s = lending_step(&v, &LendingEvent::Expire).unwrap();
+        assert_eq!(s.state, LendingState::Expired);
+        assert_eq!(s.effects, vec![LendingEffect::Release { barcode: "39001".into() }]);
+        assert_eq!(
+            (s.out[0].status, s.out[0].reason_unfilled),
+            (SupplierStatus::Unfilled, Some(ReasonUnfilled::NotAvailableForIll))
+        );
+        // The borrower rolls on when it hears.
+        let b = borrowing_step(
+            &view(BorrowingState::WillSupply, 0),
+            &BorrowingEvent::Answer { from: sym("AA"), body: s.out[0].clone() },
+        )
+        .unwrap();
+        assert_eq!((b.state, b.position), (BorrowingState::Sent, 1));
+        // An expired request cannot ship.
+        let v = LendingView { state: LendingState::Expired, ..v };
+        let due = NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+        assert!(lending_step(&v, &LendingEvent::Staff(LendingAction::Ship { due, note: String::new() })).is_err());
     }
 
     #[test]

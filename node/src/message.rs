@@ -120,6 +120,10 @@ impl Envelope {
 pub enum Confirmation {
     Accepted {
         received_at: DateTime<Utc>,
+        /// The highest sequence the receiver had queued back to the sender for this request
+        /// when it accepted (see `Confirmation.sent_through` in peer.proto).
+        #[serde(default)]
+        sent_through: u64,
     },
     /// A sequence gap: deliver the earlier messages first.
     RetryLater {

@@ -751,7 +751,12 @@ impl Node {
             Body::Supplier(s) => self.borrower_answer(&mut tx, from, &env, s, now, &mut wake).await?,
         };
         let confirmation = match confirmation {
-            Confirmation::Accepted { .. } => Confirmation::Accepted { received_at: now },
+            // Tell the sender what we have queued back to it so far, in this same
+            // transaction: it covers every message this one made us send.
+            Confirmation::Accepted { .. } => Confirmation::Accepted {
+                received_at: now,
+                sent_through: Store::last_outbound_sequence(&mut tx, &env.request_id, from).await?,
+            },
             other => other,
         };
         Store::record_inbox(&mut tx, from, &env, &confirmation, now).await?;
@@ -804,7 +809,7 @@ impl Node {
         let (decision, _) = Self::decide(tx, from, &r.citation).await?;
         let step = lending_step(&rec.view(), &LendingEvent::Decide(decision))?;
         self.apply_lending(tx, &rec, step, &cause, now, wake).await?;
-        Ok(Confirmation::Accepted { received_at: now })
+        Ok(Confirmation::Accepted { received_at: now, sent_through: 0 })
     }
 
     async fn lender_requester(
@@ -827,7 +832,7 @@ impl Node {
         match lending_step(&view, &event) {
             Ok(step) => {
                 self.apply_lending(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
-                Ok(Confirmation::Accepted { received_at: now })
+                Ok(Confirmation::Accepted { received_at: now, sent_through: 0 })
             }
             Err(illegal) => {
                 Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() })
@@ -900,7 +905,7 @@ impl Node {
         match borrowing_step(&rec.view(), &BorrowingEvent::Answer { from: from.clone(), body: s.clone() }) {
             Ok(step) => {
                 self.apply_borrowing(tx, &rec, step, &Actor::Partner(from.clone()), now, wake).await?;
-                Ok(Confirmation::Accepted { received_at: now })
+                Ok(Confirmation::Accepted { received_at: now, sent_through: 0 })
             }
             Err(illegal) => {
                 Ok(Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: illegal.to_string() })

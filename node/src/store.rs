@@ -204,6 +204,20 @@ impl LendingRecord {
     }
 }
 
+/// Whether a request's conversation with a partner is settled (see
+/// [`Store::conversation_settled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    Yes,
+    /// This many of our messages are not confirmed yet.
+    Unconfirmed(u64),
+    /// The partner said it had queued messages up to `announced`; we have `received`.
+    Awaiting {
+        announced: u64,
+        received: u64,
+    },
+}
+
 /// An outbound message waiting for delivery.
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
@@ -1112,6 +1126,43 @@ impl Store {
         Ok(v as u64)
     }
 
+    /// The last sequence we queued to `peer` for this request (0 if none).
+    pub async fn last_outbound_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol) -> Result<u64> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT last FROM sequences WHERE request_id = ? AND peer = ? AND direction = 'out'")
+                .bind(request_id)
+                .bind(peer.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// Whether this request's conversation with `partner` is settled, so a lender may ship:
+    /// the partner has confirmed every message we sent it, and we have received every
+    /// message it told us (in those confirmations) it had queued to us.
+    pub async fn conversation_settled(
+        conn: &mut SqliteConnection,
+        partner: &Symbol,
+        request_id: &str,
+    ) -> Result<Settled> {
+        let (unconfirmed, announced): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL), COALESCE(MAX(peer_sent_through), 0)
+             FROM outbox WHERE partner = ? AND request_id = ?",
+        )
+        .bind(partner.as_str())
+        .bind(request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if unconfirmed > 0 {
+            return Ok(Settled::Unconfirmed(unconfirmed as u64));
+        }
+        let received = Self::last_inbound_sequence(conn, request_id, partner).await?;
+        if (received as i64) < announced {
+            return Ok(Settled::Awaiting { announced: announced as u64, received });
+        }
+        Ok(Settled::Yes)
+    }
+
     /// The last sequence received from `peer` for this request (0 if none).
     pub async fn last_inbound_sequence(conn: &mut SqliteConnection, request_id: &str, peer: &Symbol) -> Result<u64> {
         let v: Option<i64> =
@@ -1207,12 +1258,16 @@ impl Store {
             .await?)
     }
 
-    pub async fn mark_delivered(&self, id: i64, outcome: &str, now: DateTime<Utc>) -> Result<()> {
+    /// Record the partner's confirmation of message `id`; `sent_through` is what its
+    /// confirmation said it had queued back to us (0 for a refusal).
+    pub async fn mark_delivered(&self, id: i64, outcome: &str, sent_through: u64, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
-            "UPDATE outbox SET delivered_at = ?, outcome = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+            "UPDATE outbox SET delivered_at = ?, outcome = ?, attempts = attempts + 1, last_error = NULL,
+               peer_sent_through = ? WHERE id = ?",
         )
         .bind(ms(now))
         .bind(outcome)
+        .bind(i64::try_from(sent_through).unwrap_or(i64::MAX))
         .bind(id)
         .execute(&self.writer)
         .await?;

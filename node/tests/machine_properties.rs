@@ -5,18 +5,26 @@
 //! interleave at random; staff actions and timers fire at random, illegal ones are refused
 //! as the node refuses them. Every run is seeded, so a failure names its seed.
 //!
-//! Invariants checked after every step: no request is shipped by two lenders, a copy is
-//! reserved or lent for at most one request, timelines move forward. When everything goes
-//! quiet: the borrower's and the supplying lender's views agree, and every other lender
-//! holds nothing for the request.
+//! Delivery is at least once, as on a real network: a message can be processed while its
+//! confirmation is lost, so the sender still counts it undelivered (its expiry timer may
+//! withdraw it) and sends it again later, when the receiver's de-duplication answers with
+//! the first confirmation. Each confirmation carries the receiver's `sent_through`, and a
+//! lender ships only when its conversation is settled, as `Store::conversation_settled`
+//! decides on the node.
+//!
+//! Invariants checked after every step: every transition taken is a row of the published
+//! table; no request is shipped by two lenders; a copy is reserved or lent for at most one
+//! request; timelines move forward (the rota position never goes back, and a request that
+//! ended never changes again). When everything goes quiet: the borrower's and the supplying
+//! lender's views agree, and every other lender holds nothing for the request.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use chrono::NaiveDate;
 use rota_node::domain::{ReasonUnfilled, RequesterAction, Symbol};
 use rota_node::machine::{
-    BorrowerOut, BorrowingAction, BorrowingEvent, BorrowingState as B, BorrowingView, Decision, LendingAction,
-    LendingEvent, LendingState as L, LendingView, borrowing_step, lending_step,
+    BORROWING_TRANSITIONS, BorrowerOut, BorrowingAction, BorrowingEvent, BorrowingState as B, BorrowingView, Decision,
+    LENDING_TRANSITIONS, LendingAction, LendingEvent, LendingState as L, LendingView, borrowing_step, lending_step,
 };
 use rota_node::message::SupplierBody;
 
@@ -31,6 +39,7 @@ enum Copy {
     Missing,
 }
 
+#[derive(Clone)]
 enum Msg {
     ToLender { action: RequesterAction, answer: Option<bool>, request: bool },
     ToBorrower(SupplierBody),
@@ -41,10 +50,17 @@ struct World {
     borrowing: Vec<BorrowingView>,
     lending: BTreeMap<(usize, usize), LendingView>,
     copies: [Copy; 3],
-    /// (request, lender, direction: true = to lender) → messages in order.
+    /// (request, lender, direction: true = to lender) → messages in order, not yet confirmed.
     wire: BTreeMap<(usize, usize, bool), VecDeque<Msg>>,
-    clock: u64,
-    last_event_at: Vec<u64>,
+    /// Conversations whose head message was processed but whose confirmation was lost:
+    /// the `sent_through` the receiver will confirm with when it comes again.
+    unconfirmed: BTreeMap<(usize, usize, bool), u64>,
+    /// Messages queued so far in each conversation (the sender's last sequence).
+    sent: BTreeMap<(usize, usize, bool), u64>,
+    /// Messages processed so far in each conversation (the receiver's last sequence).
+    received: BTreeMap<(usize, usize, bool), u64>,
+    /// (request, lender) → the highest `sent_through` the borrower has confirmed to it.
+    announced: BTreeMap<(usize, usize), u64>,
     today: NaiveDate,
 }
 
@@ -71,25 +87,47 @@ impl World {
             lending: BTreeMap::new(),
             copies: [Copy::Available; 3],
             wire: BTreeMap::new(),
-            clock: 0,
-            last_event_at: vec![0; REQUESTS],
+            unconfirmed: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            received: BTreeMap::new(),
+            announced: BTreeMap::new(),
             today: NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
         }
     }
 
-    fn tick(&mut self, r: usize) {
-        self.clock += 1;
-        assert!(self.clock >= self.last_event_at[r], "timeline went backwards");
-        self.last_event_at[r] = self.clock;
+    fn enqueue(&mut self, key: (usize, usize, bool), msg: Msg) {
+        self.wire.entry(key).or_default().push_back(msg);
+        *self.sent.entry(key).or_default() += 1;
+    }
+
+    /// A lender may ship only when its conversation with the borrower is settled.
+    fn settled(&self, r: usize, l: usize) -> bool {
+        self.wire.get(&(r, l, false)).is_none_or(VecDeque::is_empty)
+            && self.received.get(&(r, l, true)).copied().unwrap_or(0)
+                >= self.announced.get(&(r, l)).copied().unwrap_or(0)
     }
 
     fn borrower(&mut self, r: usize, e: BorrowingEvent) {
-        let Ok(step) = borrowing_step(&self.borrowing[r], &e) else { return };
-        self.tick(r);
+        let before = self.borrowing[r].clone();
+        let Ok(step) = borrowing_step(&before, &e) else { return };
+        let late = matches!(&e, BorrowingEvent::Answer { from, .. } if !before.answer_is_current(from));
+        assert!(
+            (late && step.state == before.state)
+                || in_table(BORROWING_TRANSITIONS, before.state.as_str(), &e.label(), step.state.as_str()),
+            "borrowing {:?} --{}--> {:?} is not in the table",
+            before.state,
+            e.label(),
+            step.state
+        );
+        assert!(!borrowing_ended(before.state) || step.state == before.state, "ended request {r} moved: {e:?}");
+        assert!(step.position >= before.position, "request {r}: rota position went back");
         for eff in &step.effects {
             if let rota_node::machine::BorrowingEffect::Withdraw(l) = eff {
-                // The node deletes the undelivered messages from its outbox.
-                self.wire.remove(&(r, lender_index(l), true));
+                // The node deletes the unconfirmed messages from its outbox: any the lender
+                // processed without its confirmation reaching us are withdrawn too.
+                let key = (r, lender_index(l), true);
+                self.wire.remove(&key);
+                self.unconfirmed.remove(&key);
             }
         }
         let v = &mut self.borrowing[r];
@@ -107,13 +145,24 @@ impl World {
                     (to, Msg::ToLender { action, answer, request: false })
                 }
             };
-            self.wire.entry((r, lender_index(&to), true)).or_default().push_back(msg);
+            self.enqueue((r, lender_index(&to), true), msg);
         }
     }
 
     fn lender(&mut self, r: usize, l: usize, e: LendingEvent) {
         let Some(view) = self.lending.get(&(r, l)).cloned() else { return };
+        if matches!(e, LendingEvent::Staff(LendingAction::Ship { .. })) && !self.settled(r, l) {
+            return; // refused by the node: wait for the conversation to settle
+        }
         let Ok(step) = lending_step(&view, &e) else { return };
+        assert!(
+            in_table(LENDING_TRANSITIONS, view.state.as_str(), &e.label(), step.state.as_str()),
+            "lending {:?} --{}--> {:?} is not in the table",
+            view.state,
+            e.label(),
+            step.state
+        );
+        assert!(!lending_ended(view.state) || step.state == view.state, "ended lending {r}/{l} moved: {e:?}");
         // Apply holdings effects exactly as the node does: each must find the copy as expected.
         use rota_node::machine::LendingEffect as E;
         for eff in &step.effects {
@@ -141,7 +190,6 @@ impl World {
                 }
             }
         }
-        self.tick(r);
         let v = self.lending.get_mut(&(r, l)).unwrap();
         v.state = step.state;
         v.item_barcode = step.item_barcode;
@@ -149,13 +197,37 @@ impl World {
         v.renew_pending = step.renew_pending;
         v.renewals = step.renewals;
         for body in step.out {
-            self.wire.entry((r, l, false)).or_default().push_back(Msg::ToBorrower(body));
+            self.enqueue((r, l, false), Msg::ToBorrower(body));
         }
     }
 
-    /// Deliver the head of one conversation.
-    fn deliver(&mut self, key: (usize, usize, bool)) {
-        let Some(msg) = self.wire.get_mut(&key).and_then(VecDeque::pop_front) else { return };
+    /// Deliver the head of one conversation. The receiver processes it (unless it did
+    /// before) and confirms; with `lose`, the confirmation is lost on the way back.
+    fn deliver(&mut self, key: (usize, usize, bool), lose: bool) {
+        let (r, l, to_lender) = key;
+        let reverse = (r, l, !to_lender);
+        let sent_through = match self.unconfirmed.remove(&key) {
+            // Processed before: the receiver answers with its first confirmation.
+            Some(st) => st,
+            None => {
+                let Some(msg) = self.wire.get(&key).and_then(|q| q.front()).map(Msg::clone) else { return };
+                *self.received.entry(key).or_default() += 1;
+                self.process(key, msg);
+                self.sent.get(&reverse).copied().unwrap_or(0)
+            }
+        };
+        if lose {
+            self.unconfirmed.insert(key, sent_through);
+            return;
+        }
+        self.wire.get_mut(&key).and_then(VecDeque::pop_front);
+        if !to_lender {
+            let a = self.announced.entry((r, l)).or_default();
+            *a = (*a).max(sent_through);
+        }
+    }
+
+    fn process(&mut self, key: (usize, usize, bool), msg: Msg) {
         let (r, l, _) = key;
         match msg {
             Msg::ToLender { request: true, .. } => {
@@ -186,7 +258,8 @@ impl World {
                 let keys: Vec<_> = self.wire.iter().filter(|(_, q)| !q.is_empty()).map(|(k, _)| *k).collect();
                 if !keys.is_empty() {
                     let k = keys[self.rng.usize(..keys.len())];
-                    self.deliver(k);
+                    let lose = self.rng.u8(..5) == 0;
+                    self.deliver(k, lose);
                 }
             }
             4..=5 => {
@@ -275,7 +348,7 @@ impl World {
     fn quiesce(&mut self) {
         for _ in 0..10_000 {
             let Some(k) = self.wire.iter().find(|(_, q)| !q.is_empty()).map(|(k, _)| *k) else { return };
-            self.deliver(k);
+            self.deliver(k, false);
             self.check_always();
         }
         panic!("messages never stopped");
@@ -312,6 +385,19 @@ impl World {
             }
         }
     }
+}
+
+fn in_table(table: &[(&str, &str, &str)], from: &str, event: &str, to: &str) -> bool {
+    table.iter().any(|(f, e, t)| *f == from && *e == event && *t == to)
+}
+
+/// States a borrowing request never leaves. (Staff may still close an `unfilled` one.)
+fn borrowing_ended(s: B) -> bool {
+    matches!(s, B::Completed | B::Cancelled)
+}
+
+fn lending_ended(s: L) -> bool {
+    matches!(s, L::Completed | L::Cancelled | L::Unfilled | L::Expired)
 }
 
 #[test]

@@ -342,3 +342,95 @@ impl TestNode {
         self.staff.get_item(spb::BarcodeRequest { barcode: barcode.into() }).await.unwrap().into_inner().status
     }
 }
+
+/// A TCP relay on 127.0.0.1 in front of a node, which a test can cut and heal: a one-way
+/// network fault. Give a partner the relay's URL instead of the node's (with
+/// [`TestNode::add_partner_via`]) and only that partner's calls to the node go through it.
+/// Cutting drops every relayed connection at once and refuses new ones until healed.
+pub struct Link {
+    pub url: String,
+    open: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    /// A relay to `target`, open.
+    pub async fn to(target: &TestNode) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let to = target.running.addr;
+        let (open, watch) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if !*watch.borrow() {
+                    continue; // cut: the connection is dropped at once
+                }
+                let mut cut = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Link { url, open, task }
+    }
+
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn heal(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestNode {
+    /// Like [`TestNode::add_partner`], but this node reaches `other` through `link`.
+    pub async fn add_partner_via(&mut self, other: &mut TestNode, link: &Link, tier: &str) {
+        let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+        let text: String = card
+            .text
+            .lines()
+            .map(|l| if l.starts_with("endpoint: ") { format!("endpoint: {}\n", link.url) } else { format!("{l}\n") })
+            .collect();
+        assert_ne!(text, card.text, "the card names an endpoint");
+        self.staff
+            .add_partner(spb::AddPartnerRequest {
+                card_text: text,
+                tier: tier.into(),
+                priority: 100,
+                expected_fingerprint: card.fingerprint,
+            })
+            .await
+            .unwrap();
+        self.staff
+            .set_agreement(spb::SetAgreementRequest {
+                partner: other.symbol.clone(),
+                lend: Some(true),
+                borrow: Some(true),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// How many messages to `partner` wait in this node's outbox.
+    pub async fn pending_to(&mut self, partner: &str) -> u64 {
+        self.staff
+            .get_partner(spb::SymbolRequest { symbol: partner.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pending_messages
+    }
+}

@@ -306,17 +306,19 @@ pub fn envelope_to_proto(e: &Envelope) -> pb::Envelope {
 pub fn confirmation_to_proto(c: &Confirmation) -> pb::Confirmation {
     use pb::{ConfirmationStatus as S, ErrorType as T};
     match c {
-        Confirmation::Accepted { received_at } => pb::Confirmation {
+        Confirmation::Accepted { received_at, sent_through } => pb::Confirmation {
             status: S::Accepted as i32,
             error_type: T::Unspecified as i32,
             error_value: String::new(),
             received_at_unix_ms: received_at.timestamp_millis(),
+            sent_through: *sent_through,
         },
         Confirmation::RetryLater { reason } => pb::Confirmation {
             status: S::RetryLater as i32,
             error_type: T::Unspecified as i32,
             error_value: reason.clone(),
             received_at_unix_ms: 0,
+            sent_through: 0,
         },
         Confirmation::Error { kind, detail } => pb::Confirmation {
             status: S::Error as i32,
@@ -330,6 +332,7 @@ pub fn confirmation_to_proto(c: &Confirmation) -> pb::Confirmation {
             } as i32,
             error_value: detail.clone(),
             received_at_unix_ms: 0,
+            sent_through: 0,
         },
     }
 }

@@ -137,7 +137,10 @@ impl Worker {
                         let c = resp.into_inner();
                         match ConfirmationStatus::try_from(c.status) {
                             Ok(ConfirmationStatus::Accepted) => {
-                                self.node.store.mark_delivered(row.id, "accepted", self.node.clock.now()).await?;
+                                self.node
+                                    .store
+                                    .mark_delivered(row.id, "accepted", c.sent_through, self.node.clock.now())
+                                    .await?;
                                 tracing::debug!(parent: &span, "delivered");
                             }
                             Ok(ConfirmationStatus::RetryLater) => {
@@ -154,7 +157,7 @@ impl Worker {
                                 let outcome =
                                     format!("refused: {kind}: {}", c.error_value.chars().take(300).collect::<String>());
                                 tracing::warn!(parent: &span, %outcome, "partner refused message");
-                                self.node.store.mark_delivered(row.id, &outcome, self.node.clock.now()).await?;
+                                self.node.store.mark_delivered(row.id, &outcome, 0, self.node.clock.now()).await?;
                             }
                         }
                     }
