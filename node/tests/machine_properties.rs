@@ -210,7 +210,7 @@ impl World {
             // Processed before: the receiver answers with its first confirmation.
             Some(st) => st,
             None => {
-                let Some(msg) = self.wire.get(&key).and_then(|q| q.front()).map(Msg::clone) else { return };
+                let Some(msg) = self.wire.get(&key).and_then(|q| q.front()).cloned() else { return };
                 *self.received.entry(key).or_default() += 1;
                 self.process(key, msg);
                 self.sent.get(&reverse).copied().unwrap_or(0)
