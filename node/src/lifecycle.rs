@@ -346,7 +346,15 @@ impl Node {
             ])
             .await?
         {
+            // A cancel the lender refused because it had already shipped: the item comes
+            // anyway, and goes straight back.
+            let cancel_refused = matches!(r.state, B::Shipped | B::Received)
+                && self.store.timeline("borrowing", &r.id).await?.iter().any(|e| e.event == "cancel_refused");
             let action = match r.state {
+                B::Shipped if cancel_refused => {
+                    "you cancelled, but the lender had shipped: receive the item and ship it back"
+                }
+                B::Received if cancel_refused => "you cancelled, but the lender had shipped: ship it back",
                 B::Shipped => "receive the item when it arrives",
                 B::Received => "lend it to the patron",
                 B::Overdue => "get the item back from the patron: it is overdue",
@@ -370,8 +378,9 @@ impl Node {
             let action = match r.state {
                 L::WillSupply => "pull the item from the shelf and ship it",
                 L::ReturnShipped => "check in the returned item",
-                L::Overdue => "the loan is overdue: chase the borrower or recall it",
+                // A renewal request waits for an answer, overdue or not.
                 _ if r.renew_pending => "answer the renewal request",
+                L::Overdue => "the loan is overdue: chase the borrower or recall it",
                 _ => continue,
             };
             out.push(TodoItem {

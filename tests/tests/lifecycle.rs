@@ -13,6 +13,12 @@ fn lend(id: &str, action: &str) -> spb::LendingActionRequest {
     spb::LendingActionRequest { id: id.into(), action: action.into(), ..Default::default() }
 }
 
+/// What the worklist of `node` says to do about request `id`, if it lists it.
+async fn todo_action(node: &mut rota_tests::TestNode, id: &str) -> Option<String> {
+    let items = node.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
+    items.into_iter().find(|t| t.id == id).map(|t| t.action)
+}
+
 fn events(tl: &[spb::TimelineEvent]) -> Vec<&str> {
     tl.iter().map(|e| e.event.as_str()).collect()
 }
@@ -25,6 +31,8 @@ async fn the_whole_journey_to_completed_on_both_sides() {
     uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     dgw.wait_state(&id, "will_supply").await;
+    assert_eq!(todo_action(&mut uva, &id).await.as_deref(), Some("pull the item from the shelf and ship it"));
+    assert_eq!(todo_action(&mut dgw, &id).await, None, "nothing for the borrower to do yet");
 
     // The lender's pick list shows the item; shipping sets the due date from the agreement (28 days).
     let picks = uva.staff.pick_list(spb::Empty {}).await.unwrap().into_inner().requests;
@@ -35,6 +43,7 @@ async fn the_whole_journey_to_completed_on_both_sides() {
     assert_eq!(uva.item_status("UVA-1").await, "on_loan");
     let b = dgw.wait_state(&id, "shipped").await;
     assert_eq!((b.due_date.as_str(), b.supplier_item.as_str()), (due.as_str(), "UVA-1"));
+    assert_eq!(todo_action(&mut dgw, &id).await.as_deref(), Some("receive the item when it arrives"));
 
     // A wrong barcode on arrival is refused and names both barcodes.
     let e = dgw
@@ -70,6 +79,8 @@ async fn the_whole_journey_to_completed_on_both_sides() {
     assert_eq!(uva.lend_act(lend(&id, "check-in")).await.unwrap().state, "completed");
     assert_eq!(uva.item_status("UVA-1").await, "available");
     let done = dgw.wait_state(&id, "completed").await;
+    assert_eq!(todo_action(&mut dgw, &id).await, None);
+    assert_eq!(todo_action(&mut uva, &id).await, None);
 
     assert_eq!(
         events(&done.timeline),
@@ -180,6 +191,10 @@ async fn a_cancel_that_crosses_a_shipment_is_answered_no_and_the_item_comes_back
     // Once UVA's messages arrive, DGW is shipped and knows the cancel was refused.
     let b = dgw.wait_state(&id, "shipped").await;
     assert!(events(&b.timeline).contains(&"cancel_refused"), "{:#?}", b.timeline);
+    // The worklist says what to do with an item that comes after all.
+    let todo = dgw.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
+    let t = todo.iter().find(|t| t.id == id).expect("the request is on the worklist");
+    assert_eq!(t.action, "you cancelled, but the lender had shipped: receive the item and ship it back");
     // The item comes back by the normal return path.
     dgw.borrow_act(&id, "receive").await.unwrap();
     dgw.borrow_act(&id, "ship-return").await.unwrap();
@@ -285,6 +300,7 @@ async fn conditional_offers_accepted_and_declined() {
         .await
         .unwrap();
     dgw.wait_state(&second, "conditional").await;
+    assert_eq!(todo_action(&mut dgw, &second).await.as_deref(), Some("accept or decline the lender's conditions"));
     assert_eq!(dgw.borrow_act(&second, "accept").await.unwrap().state, "will_supply");
     aaa.wait_lending(&second, "will_supply").await;
     assert_eq!(dgw.request(&second).await.supplier, "AAA");
@@ -348,9 +364,12 @@ async fn overdue_fires_from_the_due_date_on_both_sides() {
     assert!(b.timeline.iter().any(|e| e.event == "overdue" || e.detail.starts_with("Overdue")), "{:#?}", b.timeline);
     let todo = dgw.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
     assert!(todo.iter().any(|t| t.id == id && t.state == "overdue"), "{todo:?}");
-    // Renewing an overdue loan.
+    // Renewing an overdue loan: the lender's worklist asks for an answer.
     dgw.borrow_act(&id, "renew").await.unwrap();
     uva.wait_renewal_request(&id).await;
+    let todo = uva.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
+    let t = todo.iter().find(|t| t.id == id).expect("the request is on UVA's worklist");
+    assert_eq!((t.state.as_str(), t.action.as_str()), ("overdue", "answer the renewal request"));
     let l =
         uva.lend_act(spb::LendingActionRequest { answer: "yes".into(), ..lend(&id, "renew-answer") }).await.unwrap();
     assert_eq!(l.state, "shipped");

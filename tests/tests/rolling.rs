@@ -144,3 +144,111 @@ async fn a_request_with_no_lenders_is_unfilled_at_once() {
     assert_eq!(r.state, "unfilled");
     assert!(r.rota.is_empty());
 }
+
+/// The lender's automatic check runs in order: is it held, is a copy lendable and on the
+/// shelf, does the agreement allow it. The first check that fails gives the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lender_checks_holdings_then_copies_then_the_agreement() {
+    use rota_proto::peer as pb;
+    let mut uva = start_node("UVA").await;
+    let mut dgw = start_node("DGW").await;
+    partner_up(&mut uva, &mut dgw, "p2p", "p2p").await;
+    let item = |barcode: &str, isbn: &str, policy: &str, status: &str, format: &str| spb::Item {
+        barcode: barcode.into(),
+        title: "Some book".into(),
+        isbn: isbn.into(),
+        policy: policy.into(),
+        status: status.into(),
+        format: format.into(),
+        ..Default::default()
+    };
+    for i in [
+        item("U-REF", "9780198526636", "library_use_only", "available", "book"),
+        item("U-OUT", "9780306406157", "lendable", "on_loan", "book"),
+        item("U-OK", ISBN13, "lendable", "available", "book"),
+        item("U-DVD", "9780262033848", "lendable", "available", "dvd"),
+    ] {
+        uva.staff.add_item(i).await.unwrap();
+    }
+    let mut peer = dgw.peer_client_to(&uva).await.unwrap();
+    let reasons = |peer: &mut rota_proto::peer::peer_client::PeerClient<tonic::transport::Channel>| {
+        let mut peer = peer.clone();
+        async move {
+            let mut out = vec![];
+            for isbn in ["9781566199094", "9780198526636", "9780306406157", ISBN13, "9780262033848"] {
+                let format = if isbn == "9780262033848" { "dvd" } else { "book" };
+                let c = pb::Citation {
+                    title: "Some book".into(),
+                    isbn: isbn.into(),
+                    format: format.into(),
+                    ..Default::default()
+                };
+                let a = peer.locate(pb::LocateRequest { citation: Some(c) }).await.unwrap().into_inner();
+                out.push(if a.available {
+                    "available".to_owned()
+                } else {
+                    pb::ReasonUnfilled::try_from(a.reason).unwrap().as_str_name().to_owned()
+                });
+            }
+            out
+        }
+    };
+    // With an agreement that lends everything.
+    assert_eq!(
+        reasons(&mut peer).await,
+        [
+            "REASON_UNFILLED_NOT_HELD",
+            "REASON_UNFILLED_NON_CIRCULATING",
+            "REASON_UNFILLED_NOT_ON_SHELF",
+            "available",
+            "available"
+        ]
+    );
+    // Books only, at most one outstanding: a request for the DVD is a policy problem, the
+    // book still lends.
+    uva.staff
+        .set_agreement(spb::SetAgreementRequest {
+            partner: "DGW".into(),
+            formats: vec!["book".into()],
+            set_formats: true,
+            max_outstanding: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got = reasons(&mut peer).await;
+    assert_eq!((got[3].as_str(), got[4].as_str()), ("available", "REASON_UNFILLED_POLICY_PROBLEM"));
+    // One book reserved for DGW reaches the maximum: now the book is a policy problem too,
+    // and the decision says why.
+    let r = dgw
+        .staff
+        .create_request(spb::CreateRequestRequest {
+            citation: Some(spb::Citation { title: "Some book".into(), isbn: ISBN13.into(), ..Default::default() }),
+            patron_id: "P-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    dgw.wait_state(&r.id, "will_supply").await;
+    let got = reasons(&mut peer).await;
+    assert_eq!(got[2], "REASON_UNFILLED_NOT_ON_SHELF", "copies are checked before the agreement");
+    assert_eq!(got[3], "REASON_UNFILLED_NOT_ON_SHELF", "the only book copy is now reserved");
+    // With no lending at all, what is not held is still NotHeld, and a reference copy still
+    // NonCirculating: the agreement is checked last.
+    uva.staff
+        .set_agreement(spb::SetAgreementRequest { partner: "DGW".into(), lend: Some(false), ..Default::default() })
+        .await
+        .unwrap();
+    let got = reasons(&mut peer).await;
+    assert_eq!(
+        got,
+        [
+            "REASON_UNFILLED_NOT_HELD",
+            "REASON_UNFILLED_NON_CIRCULATING",
+            "REASON_UNFILLED_NOT_ON_SHELF",
+            "REASON_UNFILLED_NOT_ON_SHELF",
+            "REASON_UNFILLED_POLICY_PROBLEM"
+        ]
+    );
+}
