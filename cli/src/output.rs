@@ -110,6 +110,7 @@ pub fn agreement_fields(a: &Agreement) -> Vec<(&'static str, String)> {
 
 pub fn partner_json(p: &Partner) -> Value {
     json!({
+        "id": p.symbol,
         "symbol": p.symbol,
         "name": p.name,
         "endpoint": p.endpoint,
@@ -170,6 +171,7 @@ pub fn print_partner(p: &Partner) {
 
 pub fn item_json(i: &Item) -> Value {
     json!({
+        "id": i.barcode,
         "barcode": i.barcode,
         "title": i.title,
         "author": i.author,

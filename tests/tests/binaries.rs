@@ -89,7 +89,7 @@ async fn cli_round_trip_with_real_processes() {
             "--fingerprint",
             &fp,
         ])));
-        assert_eq!(added["symbol"], sym);
+        assert_eq!((&added["id"], &added["symbol"]), (&serde_json::json!(sym), &serde_json::json!(sym)));
         run(rota(&bins, me).args([
             "agreement",
             "set",
@@ -176,12 +176,24 @@ async fn cli_round_trip_with_real_processes() {
 
     // The admin issues a certificate for another staff member, whose profile then works.
     let jane = root.path().join("jane");
-    run(rota(&bins, &dgw).args(["staff", "issue", "jane", "-o"]).arg(&jane));
-    let who = json(&run(Command::new(bins.join("rota"))
-        .arg("--profile")
-        .arg(jane.join("profile.toml"))
-        .args(["--json", "whoami"])));
+    let issued = json(&run(rota(&bins, &dgw).args(["--json", "staff", "issue", "jane", "-o"]).arg(&jane)));
+    assert_eq!(issued["id"], "urn:rota:staff:DGW:jane", "{issued}");
+    let as_jane = || {
+        let mut c = Command::new(bins.join("rota"));
+        c.arg("--profile").arg(jane.join("profile.toml"));
+        c
+    };
+    let who = json(&run(as_jane().args(["--json", "whoami"])));
     assert_eq!(who["staff_user"], "jane", "{who}");
+    // Jane can work, but only the admin issues certificates.
+    let added =
+        json(&run(as_jane().args(["--json", "holdings", "add", "--barcode", "DGW-J1", "--title", "Moby Dick"])));
+    assert_eq!((&added["id"], &added["status"]), (&serde_json::json!("DGW-J1"), &serde_json::json!("available")));
+    let refused = as_jane().args(["staff", "issue", "joe", "-o"]).arg(root.path().join("joe")).output().unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("admin"), "{err}");
+    assert!(!root.path().join("joe").exists(), "nothing left behind after a refusal");
 
     // SIGTERM shuts both nodes down cleanly.
     for mut lib in [dgw, uva] {

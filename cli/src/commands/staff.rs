@@ -35,6 +35,7 @@ pub async fn run(ctx: &Ctx, cmd: StaffCmd) -> anyhow::Result<()> {
     let shown = profile_path.display().to_string();
     if ctx.json {
         return print_json(&json!({
+            "id": format!("urn:rota:staff:{symbol}:{}", staff.as_str()),
             "user": staff.as_str(),
             "symbol": symbol,
             "node_url": node_url,
