@@ -343,14 +343,23 @@ impl TestNode {
     }
 }
 
-/// A TCP relay on 127.0.0.1 in front of a node, which a test can cut and heal: a one-way
-/// network fault. Give a partner the relay's URL instead of the node's (with
+/// A TCP relay on 127.0.0.1 in front of a node, which a test can cut, stall and heal: a
+/// one-way network fault. Give a partner the relay's URL instead of the node's (with
 /// [`TestNode::add_partner_via`]) and only that partner's calls to the node go through it.
 /// Cutting drops every relayed connection at once and refuses new ones until healed.
+/// Stalling does the same, except that new connections are accepted and then hang, as
+/// behind a dead firewall, until the link is healed or dropped.
 pub struct Link {
     pub url: String,
-    open: tokio::sync::watch::Sender<bool>,
+    state: tokio::sync::watch::Sender<LinkState>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    Open,
+    Cut,
+    Stalled,
 }
 
 impl Link {
@@ -359,32 +368,45 @@ impl Link {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let to = target.running.addr;
-        let (open, watch) = tokio::sync::watch::channel(true);
+        let (state, watch) = tokio::sync::watch::channel(LinkState::Open);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { return };
-                if !*watch.borrow() {
-                    continue; // cut: the connection is dropped at once
+                let mut changed = watch.clone();
+                match *watch.borrow() {
+                    LinkState::Cut => continue, // the connection is dropped at once
+                    LinkState::Stalled => {
+                        // Hold the connection, silent, until the link changes.
+                        tokio::spawn(async move {
+                            let _held = inbound;
+                            let _ = changed.wait_for(|s| *s != LinkState::Stalled).await;
+                        });
+                        continue;
+                    }
+                    LinkState::Open => {}
                 }
-                let mut cut = watch.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.wait_for(|open| !*open) => {}
+                        _ = changed.wait_for(|s| *s != LinkState::Open) => {}
                     }
                 });
             }
         });
-        Link { url, open, task }
+        Link { url, state, task }
     }
 
     pub fn cut(&self) {
-        self.open.send_replace(false);
+        self.state.send_replace(LinkState::Cut);
+    }
+
+    pub fn stall(&self) {
+        self.state.send_replace(LinkState::Stalled);
     }
 
     pub fn heal(&self) {
-        self.open.send_replace(true);
+        self.state.send_replace(LinkState::Open);
     }
 }
 

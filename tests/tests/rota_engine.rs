@@ -216,3 +216,80 @@ async fn without_identifiers_title_and_author_match_across_case_diacritics_and_s
     let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(other) }).await.unwrap().into_inner();
     assert_eq!(p.entries[0].reason, "NotHeld", "a different author is a different work: {p:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rota_goes_by_tier_then_priority_and_leaves_out_partners_we_cannot_ask() {
+    let mut dgw = start_node("DGW").await;
+    // (symbol, tier at DGW, priority at DGW)
+    let lenders = [
+        ("ZZZ", "consortium", 10),
+        ("AAA", "consortium", 50),
+        ("LLL", "last_resort", 1),
+        ("MMM", "p2p", 90),
+        ("SSS", "consortium", 1),
+        ("NNN", "p2p", 1),
+    ];
+    let mut up = vec![];
+    for (sym, tier, priority) in lenders {
+        let mut n = start_node(sym).await;
+        dgw.add_partner(&mut n, tier, priority).await;
+        n.add_partner(&mut dgw, "p2p", 100).await;
+        n.add_item(&format!("{sym}-1"), "Glad reunion", ISBN, "available").await;
+        up.push(n);
+    }
+    // SSS is suspended; we do not borrow from NNN.
+    dgw.staff
+        .set_partner_status(spb::SetPartnerStatusRequest { symbol: "SSS".into(), status: "suspended".into() })
+        .await
+        .unwrap();
+    dgw.staff
+        .set_agreement(spb::SetAgreementRequest { partner: "NNN".into(), borrow: Some(false), ..Default::default() })
+        .await
+        .unwrap();
+
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
+    // Consortium by priority (ZZZ 10 before AAA 50, whatever the symbols), then p2p, then
+    // the last resort, however low its priority number.
+    assert_eq!(order, ["ZZZ", "AAA", "MMM", "LLL"], "{p:?}");
+    assert!(p.entries.iter().all(|e| e.partner != "SSS" || !e.included), "{p:?}");
+    assert!(p.entries.iter().all(|e| e.partner != "NNN" || !e.included), "{p:?}");
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    let b = dgw.wait_state(&id, "will_supply").await;
+    assert_eq!(b.supplier, "ZZZ");
+    let rota: Vec<&str> = b.rota.iter().map(|e| e.partner.as_str()).collect();
+    assert_eq!(rota, ["ZZZ", "AAA", "MMM", "LLL"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lender_that_hangs_is_given_up_on_after_the_locate_timeout_and_asked_last() {
+    let opts = NodeOptions {
+        config_edits: vec![("tick_ms = 1000", "tick_ms = 25"), ("locate_timeout_ms = 3000", "locate_timeout_ms = 400")],
+        ..Default::default()
+    };
+    let mut dgw = start_node_with("DGW", opts).await;
+    let mut hhh = start_node("HHH").await;
+    let mut bbb = start_node("BBB").await;
+    let to_hhh = rota_tests::Link::to(&hhh).await;
+    dgw.add_partner_via(&mut hhh, &to_hhh, "consortium").await;
+    hhh.add_partner(&mut dgw, "p2p", 100).await;
+    dgw.add_partner(&mut bbb, "consortium", 200).await;
+    bbb.add_partner(&mut dgw, "p2p", 100).await;
+    hhh.add_item("H-1", "Glad reunion", ISBN, "available").await;
+    bbb.add_item("B-1", "Glad reunion", ISBN, "available").await;
+
+    // HHH accepts connections and then says nothing, as behind a broken firewall.
+    to_hhh.stall();
+    let started = std::time::Instant::now();
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    let took = started.elapsed();
+    let order: Vec<(&str, &str)> =
+        p.entries.iter().filter(|e| e.included).map(|e| (e.partner.as_str(), e.locate.as_str())).collect();
+    // HHH comes first by priority, but it did not answer in time: it is kept, last.
+    assert_eq!(order, [("BBB", "available"), ("HHH", "unreachable")], "{p:?}");
+    // Both were asked at once, and the hang cost one timeout, not a TCP or TLS timeout.
+    assert!(took >= std::time::Duration::from_millis(350), "gave up before the timeout: {took:?}");
+    assert!(took < std::time::Duration::from_secs(3), "locate waited past its timeout: {took:?}");
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "BBB");
+}
