@@ -78,6 +78,65 @@ impl PartnerStats {
     }
 }
 
+/// One piece of a call number, for shelf order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShelfToken {
+    /// A whole number: an LC class number (the 76 of QA76) or a Dewey class (813). Dewey
+    /// numbers shelve before LC letters.
+    Whole(u64),
+    /// Letters, lowercased. A cutter shelves before a decimal of the class number
+    /// (QA76 .C5 before QA76.9).
+    Text(String),
+    /// Digits read as a decimal fraction: after a point (QA76.9, 813.54) or in a cutter
+    /// (.C495 shelves before .C5).
+    Fraction(String),
+}
+
+/// A sort key that puts call numbers in the order they stand on the shelf, for Library of
+/// Congress and Dewey numbers alike: letters compare as letters ignoring case, a class number
+/// compares as a number (QA9 before QA76), and cutters and decimals compare digit by digit
+/// (.C495 before .C5, M49 before M5, 813.5 before 813.54). Spaces and punctuation only
+/// separate pieces.
+pub fn shelf_key(call: &str) -> Vec<ShelfToken> {
+    let mut out = vec![];
+    let chars: Vec<char> = call.chars().collect();
+    let mut i = 0;
+    // Inside a cutter: from letters that follow the class, until the next space.
+    let mut in_cutter = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphabetic() {
+            let start = i;
+            while i < chars.len() && chars[i].is_alphabetic() {
+                i += 1;
+            }
+            // Letters after the class (LC's .C495, Dewey's M5) begin a cutter.
+            if !out.is_empty() {
+                in_cutter = true;
+            }
+            out.push(ShelfToken::Text(chars[start..i].iter().collect::<String>().to_lowercase()));
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            let digits: String = chars[start..i].iter().collect();
+            let after_point = start > 0 && chars[start - 1] == '.';
+            if after_point || in_cutter {
+                out.push(ShelfToken::Fraction(digits.trim_end_matches('0').to_owned()));
+            } else {
+                out.push(ShelfToken::Whole(digits.parse().unwrap_or(u64::MAX)));
+            }
+        } else {
+            if c.is_whitespace() {
+                in_cutter = false;
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
 /// The median of `v` (0 when empty).
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
@@ -314,16 +373,13 @@ impl Node {
     // Worklists
 
     /// What to pull from the shelf: lending requests the node said yes to, with their
-    /// items, sorted by location, then call number, then barcode (one walk through the stacks).
+    /// items, sorted by location, then call number in shelf order ([`shelf_key`]), then
+    /// barcode: one walk through the stacks.
     pub async fn pick_list(&self) -> Result<Vec<(LendingRecord, Option<crate::domain::Item>)>> {
         let mut v = self.lending_requests(Some(LendingState::WillSupply), 10_000).await?;
-        v.sort_by(|(a, ai), (b, bi)| {
-            let key = |i: &Option<crate::domain::Item>, r: &LendingRecord| {
-                i.as_ref().map_or((String::new(), String::new(), r.item_barcode.clone().unwrap_or_default()), |i| {
-                    (i.location.clone(), i.call_number.clone(), i.barcode.clone())
-                })
-            };
-            key(ai, a).cmp(&key(bi, b))
+        v.sort_by_cached_key(|(r, i)| match i {
+            Some(i) => (i.location.to_lowercase(), shelf_key(&i.call_number), i.barcode.clone()),
+            None => (String::new(), vec![], r.item_barcode.clone().unwrap_or_default()),
         });
         Ok(v)
     }
@@ -460,6 +516,38 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn call_numbers_sort_in_shelf_order() {
+        let mut v = [
+            "QA76 .K5 1990",
+            "QA9 .A1",
+            "qa76.9 .C65",
+            "QA76 .C5",
+            "QA76 .C495",
+            "PS3545.H16",
+            "813.54 M5",
+            "813.5 B2",
+            "813.54 M49",
+            "",
+        ];
+        v.sort_by_key(|c| super::shelf_key(c));
+        assert_eq!(
+            v,
+            [
+                "",
+                "813.5 B2",
+                "813.54 M49",
+                "813.54 M5",
+                "PS3545.H16",
+                "QA9 .A1",
+                "QA76 .C495",
+                "QA76 .C5",
+                "QA76 .K5 1990",
+                "qa76.9 .C65",
+            ]
+        );
+    }
+
     #[test]
     fn medians() {
         assert_eq!(super::median(&[]), 0.0);

@@ -445,3 +445,100 @@ fn performance_orders_by_fill_rate_then_speed() {
         .unwrap();
     assert_eq!(c.strategy, rota_node::domain::Strategy::Performance);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pick_list_walks_the_stacks_and_stats_time_each_leg() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
+    let mut dgw = start_node_with("DGW", opts.clone()).await;
+    let mut aaa = start_node_with("AAA", opts.clone()).await;
+    let mut uva = start_node_with("UVA", opts).await;
+    partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    // (barcode, ISBN, location, call number). AAA holds every book, all out on loan, so
+    // it is asked first and says no.
+    let books = [
+        ("U-3", "9780306406157", "Stacks", "QA76 .K5"),
+        ("U-1", "9780198526636", "Annex", "PS3545.H16"),
+        ("U-2", "9780262033848", "Stacks", "QA9 .A1"),
+    ];
+    let mut ids = vec![];
+    for (barcode, isbn, location, call) in books {
+        let item = spb::Item {
+            barcode: barcode.into(),
+            title: format!("Book {barcode}"),
+            isbn: isbn.into(),
+            location: location.into(),
+            call_number: call.into(),
+            ..Default::default()
+        };
+        uva.staff.add_item(item).await.unwrap();
+        aaa.add_item(&format!("A{barcode}"), "Book", isbn, "on_loan").await;
+        let id = request_isbn(&mut dgw, &format!("Book {barcode}"), isbn).await;
+        assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "UVA");
+        ids.push(id);
+    }
+    let (r3, r1, r2) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+
+    // One walk: the Annex first, then the Stacks in call-number order (QA9 before QA76).
+    let picks = uva.staff.pick_list(spb::Empty {}).await.unwrap().into_inner().requests;
+    let order: Vec<&str> = picks.iter().map(|p| p.item_barcode.as_str()).collect();
+    assert_eq!(order, ["U-1", "U-2", "U-3"]);
+
+    // U-3's spine is broken: UVA says no after all, and DGW's rota is exhausted.
+    let rejected = uva
+        .lend_act(spb::LendingActionRequest {
+            reason: "PoorCondition".into(),
+            note: "spine broken".into(),
+            ..lend(&r3, "reject")
+        })
+        .await
+        .unwrap();
+    assert_eq!(rejected.state, "unfilled");
+    assert_eq!(uva.item_status("U-3").await, "available");
+    let b = dgw.wait_state(&r3, "unfilled").await;
+    assert_eq!((b.rota[1].partner.as_str(), b.rota[1].reason.as_str()), ("UVA", "PoorCondition"));
+    assert_eq!(
+        todo_action(&mut dgw, &r3).await.as_deref(),
+        Some("no lender could supply it: tell the patron or try elsewhere")
+    );
+
+    // U-1 ships an hour after the requests, U-2 three hours after; each arrives two hours
+    // and one hour after shipping.
+    clock.advance(chrono::Duration::hours(1));
+    uva.lend_act(lend(&r1, "ship")).await.unwrap();
+    dgw.wait_state(&r1, "shipped").await;
+    clock.advance(chrono::Duration::hours(2));
+    uva.lend_act(lend(&r2, "ship")).await.unwrap();
+    dgw.wait_state(&r2, "shipped").await;
+    dgw.borrow_act(&r1, "receive").await.unwrap();
+    clock.advance(chrono::Duration::hours(1));
+    dgw.borrow_act(&r2, "receive").await.unwrap();
+    // The patron keeps U-1 for ten days; U-2 is lost.
+    dgw.borrow_act(&r1, "loan").await.unwrap();
+    assert_eq!(dgw.borrow_act(&r2, "lost").await.unwrap().state, "lost");
+    let l = uva.wait_lending(&r2, "lost").await;
+    assert!(l.timeline.iter().any(|e| e.event == "lost"), "{l:#?}");
+    assert_eq!(uva.item_status("U-2").await, "missing");
+    clock.advance(chrono::Duration::days(10));
+    dgw.borrow_act(&r1, "return").await.unwrap();
+
+    let stats = dgw.staff.stats(spb::StatsRequest::default()).await.unwrap().into_inner();
+    let row = |p: &str| stats.partners.iter().find(|s| s.partner == p).unwrap().clone();
+    let (a, u, all) = (row("AAA"), row("UVA"), stats.overall.unwrap());
+    assert_eq!((a.requests, a.filled, a.fill_rate), (3, 0, 0.0));
+    assert_eq!((u.requests, u.filled, u.borrowed), (3, 2, 2));
+    assert!((u.fill_rate - 2.0 / 3.0).abs() < 1e-9, "{u:?}");
+    assert_eq!((all.requests, all.filled, all.borrowed), (6, 2, 2));
+    // Medians in seconds: request to shipping 1 h and 3 h; shipping to arrival 2 h and 1 h;
+    // loan to return 10 days.
+    assert_eq!((u.created_to_shipped_s, u.shipped_to_received_s), (7200.0, 5400.0));
+    assert_eq!(u.loaned_to_returned_s, 864_000.0);
+    assert_eq!(all.loaned_to_returned_s, 864_000.0);
+    // One partner only.
+    let only = dgw.staff.stats(spb::StatsRequest { partner: "UVA".into() }).await.unwrap().into_inner();
+    assert_eq!(only.partners.iter().map(|s| s.partner.as_str()).collect::<Vec<_>>(), ["UVA"]);
+    // The lender counts what it lent.
+    let lent = uva.staff.stats(spb::StatsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(lent.partners.iter().find(|s| s.partner == "DGW").unwrap().lent, 2);
+}
