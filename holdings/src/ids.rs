@@ -109,7 +109,8 @@ pub fn normalise_lccn(raw: &str) -> Result<String, String> {
     };
     let digits = s.bytes().rev().take_while(u8::is_ascii_digit).count();
     let prefix = &s[..s.len() - digits];
-    if !(8..=10).contains(&digits) || prefix.len() > 3 || !prefix.bytes().all(|c| c.is_ascii_lowercase()) {
+    // Two-digit years give eight digits (85000002), four-digit years ten (2001001114).
+    if !(digits == 8 || digits == 10) || prefix.len() > 3 || !prefix.bytes().all(|c| c.is_ascii_lowercase()) {
         return Err(format!("{raw:?} is not an LCCN"));
     }
     Ok(s)
@@ -172,15 +173,32 @@ mod tests {
         assert_eq!(normalise_issn("0317-8471").unwrap(), "0317-8471");
         assert_eq!(normalise_issn("03178471").unwrap(), "0317-8471");
         assert!(normalise_issn("0317-8472").is_err());
+        // An X check digit, in either case.
+        assert_eq!(normalise_issn("2434-561x").unwrap(), "2434-561X");
+        assert_eq!(normalise_issn("0000-006X").unwrap(), "0000-006X");
+        assert!(normalise_issn("2434-5610").unwrap_err().contains("check digit"));
+        assert!(normalise_issn("2434-56").is_err());
         assert_eq!(normalise_oclc("(OCoLC)ocm05853149").unwrap(), "5853149");
         assert!(normalise_oclc("(OCoLC)abc").is_err());
         assert_eq!(normalise_oclc("(OCoLC)OCM41519086").unwrap(), "41519086");
         assert_eq!(normalise_oclc("(ocolc)on1234567890").unwrap(), "1234567890");
+        assert_eq!(normalise_oclc("ocn123456789").unwrap(), "123456789");
+        assert_eq!(normalise_oclc("ocm00012345").unwrap(), "12345");
+        assert_eq!(normalise_oclc(" 5853149 ").unwrap(), "5853149");
+        assert!(normalise_oclc("ocm").is_err());
         assert_eq!(normalise_lccn("n78-890351").unwrap(), "n78890351");
         assert_eq!(normalise_lccn("   00000002 ").unwrap(), "00000002");
         assert_eq!(normalise_lccn("2001-1114").unwrap(), "2001001114");
         assert_eq!(normalise_lccn("85000002 /AC/r86").unwrap(), "85000002");
+        // The Library of Congress's own examples.
+        assert_eq!(normalise_lccn("n 78-890351").unwrap(), "n78890351");
+        assert_eq!(normalise_lccn("n  78-89035").unwrap(), "n78089035");
+        assert_eq!(normalise_lccn("85-2 ").unwrap(), "85000002");
+        assert_eq!(normalise_lccn("75-425165//r75").unwrap(), "75425165");
+        assert_eq!(normalise_lccn(" 79139101 /AC/r932").unwrap(), "79139101");
         assert!(normalise_lccn("hello").is_err());
+        assert!(normalise_lccn("123456789").is_err(), "nine digits are neither form");
+        assert!(normalise_lccn("85-1234567").is_err(), "a serial has at most six digits");
     }
 
     #[test]

@@ -500,6 +500,18 @@ pub fn format_from_leader(leader: &[u8; 24]) -> &'static str {
     }
 }
 
+/// Whether an 035 $a holds an OCLC number: `(OCoLC)` in any case, or OCLC's own `ocm`,
+/// `ocn` and `on` prefixes before digits. Other systems' numbers, such as `(DLC)…`, are not.
+fn is_oclc_035(a: &str) -> bool {
+    let lower = a.to_ascii_lowercase();
+    if lower.starts_with("(ocolc)") {
+        return true;
+    }
+    ["ocm", "ocn", "on"]
+        .iter()
+        .any(|p| lower.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())))
+}
+
 fn join_subfields(field: &DataField, codes: &[char]) -> String {
     let parts: Vec<&str> =
         codes.iter().filter_map(|&c| field.subfield(c)).map(str::trim).filter(|s| !s.is_empty()).collect();
@@ -540,7 +552,7 @@ pub fn bibliographic(record: &Record) -> HoldingRow {
         .fields_with_tag("035")
         .flat_map(|f| f.subfields_with_code('a'))
         .map(str::trim)
-        .find(|a| a.starts_with("(OCoLC)"))
+        .find(|a| is_oclc_035(a))
         .unwrap_or_default()
         .to_owned();
     let lccn = record.field("010").and_then(|f| f.subfield('a')).map(str::trim).unwrap_or_default().to_owned();
@@ -572,6 +584,17 @@ mod tests {
 
     fn parse_err(spec: &str) -> String {
         ItemMapping::parse(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn oclc_numbers_are_found_in_035_however_they_are_written() {
+        for a in ["(OCoLC)ocm05853149", "(ocolc)12345", "(OCOLC) 12345", "ocm05853149", "ocn123456789", "on1234567890"]
+        {
+            assert!(is_oclc_035(a), "{a}");
+        }
+        for a in ["(DLC)   85000002", "(CaOTULAS)160597761", "ocm", "online", "12345"] {
+            assert!(!is_oclc_035(a), "{a}");
+        }
     }
 
     #[test]

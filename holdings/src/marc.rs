@@ -26,6 +26,8 @@ pub const MAX_RECORD_LEN: usize = 99_999;
 const RECORD_TERMINATOR: u8 = 0x1D;
 const FIELD_TERMINATOR: u8 = 0x1E;
 const SUBFIELD_DELIMITER: u8 = 0x1F;
+/// Starts a MARC-8 escape sequence (a switch of character set).
+const ESCAPE: u8 = 0x1B;
 
 /// How to convert a MARC-8 file; part of the error for a MARC-8 record that is not ASCII.
 pub const MARC8_ADVICE: &str = "convert the file to UTF-8 first, for example with MarcEdit \
@@ -389,17 +391,24 @@ fn parse(data: &[u8], number: u64, offset: u64) -> Result<Record, String> {
         spans.push((k, tag, begin, end));
     }
 
+    // MARC-8 beyond plain ASCII: a byte above 0x7F (diacritics, extended Latin), or an
+    // escape (0x1B) that switches to another character set (Greek, Cyrillic, Hebrew, CJK,
+    // sub- and superscripts), which is 7-bit but is not ASCII text either.
     if encoding == Encoding::Marc8
-        && let Some(p) = data.iter().position(|b| !b.is_ascii())
+        && let Some(p) = data.iter().position(|&b| !b.is_ascii() || b == ESCAPE)
     {
         let place = spans
             .iter()
             .find(|(_, _, begin, end)| (*begin..*end).contains(&p))
             .map_or_else(|| "outside any field".to_owned(), |(_, tag, _, _)| format!("in field {tag}"));
+        let what = if data[p] == ESCAPE {
+            format!("an escape sequence that switches character sets (byte 0x1B at {p}, {place})")
+        } else {
+            format!("non-ASCII characters (byte 0x{:02X} at {p}, {place})", data[p])
+        };
         return Err(format!(
-            "the record is MARC-8 encoded (leader/09 blank) and has non-ASCII characters (byte 0x{:02X} at \
-             {p}, {place}); Rota reads MARC-8 only when it is plain ASCII: {MARC8_ADVICE}",
-            data[p]
+            "the record is MARC-8 encoded (leader/09 blank) and has {what}; Rota reads MARC-8 only when \
+             it is plain ASCII: {MARC8_ADVICE}"
         ));
     }
 

@@ -305,6 +305,24 @@ fn marc8_non_ascii_is_refused_and_the_rest_still_reads() {
 }
 
 #[test]
+fn marc8_escape_sequences_are_refused_with_a_marc8_reason() {
+    // The same file with the record's one non-ASCII byte replaced by an escape (0x1B), as
+    // MARC-8 writes a switch to Greek or Cyrillic: every byte is 7-bit, and still not text.
+    let mut bytes = fixture("marc8-nonascii.mrc");
+    let p = bytes.iter().position(|b| !b.is_ascii()).unwrap();
+    bytes[p] = 0x1B;
+    let results: Vec<_> = MarcReader::new(&bytes[..]).collect();
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    let e = results[1].as_ref().unwrap_err();
+    assert_eq!((e.number, e.offset, e.fatal), (2, 720, false));
+    for needle in ["MARC-8", "escape sequence that switches character sets", "0x1B", "in field 245", "convert the file"]
+    {
+        assert!(e.reason.contains(needle), "{needle:?} not in {}", e.reason);
+    }
+}
+
+#[test]
 fn a_corrupt_record_costs_only_itself() {
     let results: Vec<_> = MarcReader::new(&fixture("corrupt-middle.mrc")[..]).collect();
     assert_eq!(results.len(), 5);
