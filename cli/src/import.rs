@@ -684,7 +684,18 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
         body: Some(import_message::Body::Start(ImportStart { mode: mode.name().to_owned(), dry_run: args.dry_run })),
     };
     let stream = futures::StreamExt::chain(futures::stream::iter([start]), ReceiverStream::new(rx));
-    let reply = node.client.import(stream).await;
+    // Ctrl-C (or SIGINT) cancels the call: the node applies nothing and drops what it had
+    // staged, so running the same command again starts cleanly.
+    let reply = tokio::select! {
+        reply = node.client.import(stream) => reply,
+        _ = tokio::signal::ctrl_c() => {
+            clear();
+            eprintln!(
+                "interrupted: {name} was not imported and nothing was written; run the same command again to import it"
+            );
+            std::process::exit(130);
+        }
+    };
     clear();
     let report = match reply {
         Ok(reply) => reply.into_inner(),

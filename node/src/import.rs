@@ -89,7 +89,8 @@ pub struct ImportSession {
     pub id: String,
     pub mode: ImportMode,
     pub dry_run: bool,
-    seen: HashMap<String, String>,
+    /// Barcodes seen so far, with where each was first seen: (source, record, offset).
+    seen: HashMap<String, (String, u64, u64)>,
     batch: Vec<Item>,
     report: ImportReport,
 }
@@ -156,12 +157,12 @@ impl Node {
             for w in warnings {
                 s.warn(&row, w);
             }
-            if let Some(first) = s.seen.get(&item.barcode) {
+            if let Some((first, _, _)) = s.seen.get(&item.barcode) {
                 let reason = format!("barcode {} already appears at {first}", item.barcode);
                 s.skip(&row, reason);
                 continue;
             }
-            s.seen.insert(item.barcode.clone(), row.source.clone());
+            s.seen.insert(item.barcode.clone(), (row.source.clone(), row.record, row.offset));
             s.batch.push(item);
             if s.batch.len() >= STAGE_BATCH {
                 self.flush(s).await?;
@@ -223,13 +224,13 @@ impl Node {
                 r.withdrawn = withdrawn;
                 r.kept = kept;
                 for barcode in missing {
-                    let source = s.seen.get(&barcode).cloned().unwrap_or_default();
+                    let (source, record, offset) = s.seen.get(&barcode).cloned().unwrap_or_default();
                     r.skipped += 1;
                     if r.skips.len() < MAX_LISTED {
                         r.skips.push(ImportIssue {
                             source,
-                            record: 0,
-                            offset: 0,
+                            record,
+                            offset,
                             reason: format!("no item with barcode {barcode}"),
                         });
                     }

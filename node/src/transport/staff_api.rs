@@ -20,6 +20,32 @@ pub struct StaffApi {
     identity: crate::transport::server::OwnIdentity,
 }
 
+/// Drops an import's staging rows if its handler is dropped before the import finished:
+/// when the client goes away (Ctrl-C, a lost connection), the server drops the handler
+/// rather than handing it an error, so the clean-up cannot wait for one.
+struct AbortOnDrop {
+    node: Arc<Node>,
+    id: Option<String>,
+}
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                node.import_abort(&id).await;
+                tracing::info!(import = %id, "holdings import cut off by the client; nothing applied");
+            });
+        }
+    }
+}
+
 impl StaffApi {
     pub fn new(node: Arc<Node>, identity: crate::transport::server::OwnIdentity) -> Self {
         StaffApi { node, identity }
@@ -129,6 +155,7 @@ impl Staff for StaffApi {
         };
         let mut session = self.node.import_begin(mode, dry_run).await?;
         let id = session.id.clone();
+        let guard = AbortOnDrop { node: self.node.clone(), id: Some(id.clone()) };
         tracing::info!(import = %id, staff = %user, %mode, dry_run, "holdings import started");
         let fed: Result<(), Status> = async {
             while let Some(msg) = stream.next().await {
@@ -148,12 +175,17 @@ impl Staff for StaffApi {
         .await;
         if let Err(e) = fed {
             // Cut off or refused: nothing is applied.
+            guard.disarm();
             self.node.import_abort(&id).await;
             tracing::info!(import = %id, error = %e, "holdings import abandoned; nothing applied");
             return Err(e);
         }
-        let report = self.node.import_finish(session).await?;
-        Ok(Response::new(convert::import_report_to_proto(&report)))
+        // If this is dropped half-way, its transaction rolls back and the guard clears up.
+        let report = self.node.import_finish(session).await;
+        if report.is_ok() {
+            guard.disarm();
+        }
+        Ok(Response::new(convert::import_report_to_proto(&report?)))
     }
 
     async fn search_items(&self, req: Request<pb::SearchItemsRequest>) -> R<pb::ItemList> {
