@@ -171,14 +171,26 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             nodes[victim].start();
         }
     }
-    // Several rounds: crash a random node (borrower included) in the middle of the lifecycle
-    // work, restart it, and keep going.
+    // Several rounds of lifecycle work. In each, one node is killed at a random point and
+    // restarted at once while the work goes on: the borrower in the first round, a lender in
+    // the second, anyone after that.
+    let mut killed = vec![];
     for round in 0..4 {
-        let victim = rng.usize(..3);
+        let victim = match round {
+            0 => 0,
+            1 => rng.usize(1..3),
+            _ => rng.usize(..3),
+        };
+        let kill_at = rng.usize(..REQUESTS / 4);
+        killed.push((nodes[victim].symbol, kill_at));
         let mut staffs = [nodes[0].staff().await, nodes[1].staff().await, nodes[2].staff().await];
         for (k, id) in ids.iter().enumerate() {
             if k % 4 != round {
                 continue;
+            }
+            if k / 4 == kill_at {
+                nodes[victim].kill();
+                nodes[victim].start();
             }
             // Move each request a different distance along its life: the lender ships, the
             // borrower receives, lends, gets it back and sends it home, the lender checks in.
@@ -258,12 +270,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
                     })
                     .await;
             }
-            if k == ids.len() / 2 {
-                nodes[victim].kill();
-            }
         }
-        nodes[victim].kill();
-        nodes[victim].start();
     }
 
     // Let the network settle: every outbox empty everywhere, nothing waiting on a partner.
@@ -300,6 +307,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         .requests;
     assert_eq!(borrowed.len(), REQUESTS, "a request was lost or duplicated");
     let mut reserved_by: std::collections::HashMap<String, String> = Default::default();
+    let mut held = std::collections::HashMap::<(&str, String), u64>::new();
     let mut states = std::collections::BTreeMap::<String, usize>::new();
     for r in &borrowed {
         *states.entry(r.state.clone()).or_default() += 1;
@@ -311,8 +319,18 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         );
         let mut shippers = vec![];
         for (lender, k) in [("AAA", 1), ("UVA", 2)] {
-            let Ok(l) = staffs[k].get_lending(spb::IdRequest { id: r.id.clone() }).await else { continue };
+            let Ok(l) = staffs[k].get_lending(spb::IdRequest { id: r.id.clone() }).await else {
+                assert_ne!(r.supplier, lender, "{}: {lender} supplies it but has no record of it", r.id);
+                continue;
+            };
             let l = l.into_inner();
+            assert!(
+                l.timeline.windows(2).all(|w| w[0].at_unix_ms <= w[1].at_unix_ms),
+                "{} at {lender}: timeline out of order",
+                r.id
+            );
+            assert_eq!(l.timeline.first().map(|e| e.event.as_str()), Some("request_received"), "{} at {lender}", r.id);
+            *held.entry((lender, l.state.clone())).or_default() += 1;
             assert_eq!(
                 l.timeline.iter().filter(|e| e.event == "request_received").count(),
                 1,
@@ -339,7 +357,8 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
                     "return_shipped" => l.state == "return_shipped",
                     "completed" => l.state == "completed",
                     "cancelled" => matches!(l.state.as_str(), "cancelled" | "unfilled"),
-                    _ => true,
+                    "lost" => l.state == "lost",
+                    other => panic!("{}: borrower {other} with supplier {lender}", r.id),
                 };
                 assert!(agree, "{}: borrower {} but {lender} {}", r.id, r.state, l.state);
             } else {
@@ -353,7 +372,56 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         }
         assert!(shippers.len() <= 1, "{} shipped by {shippers:?}", r.id);
     }
+    // Each lender's shelf matches its requests: a copy is reserved exactly when a request
+    // holds it promised, on loan exactly when it is out (AAA's own loans aside).
+    for (lender, k, own_loans) in [("AAA", 1, REQUESTS.div_ceil(3) as u64), ("UVA", 2, 0)] {
+        let stats = staffs[k].holdings_stats(spb::Empty {}).await.unwrap().into_inner();
+        let count = |s: &str| stats.by_status.iter().find(|c| c.key == s).map_or(0, |c| c.count);
+        let with = |states: &[&str]| {
+            states.iter().map(|s| held.get(&(lender, (*s).to_owned())).copied().unwrap_or(0)).sum::<u64>()
+        };
+        assert_eq!(count("reserved"), with(&["will_supply", "conditional"]), "{lender}: reserved copies");
+        assert_eq!(
+            count("on_loan"),
+            own_loans + with(&["shipped", "overdue", "recalled", "return_shipped"]),
+            "{lender}: copies on loan"
+        );
+    }
+    // Every message was delivered exactly once in effect: each node's outbox is confirmed and
+    // accepted, and for every pair of nodes the messages one sent are exactly those the other
+    // recorded in its inbox.
+    drop(staffs);
+    let mut outbox = std::collections::HashMap::new();
+    let mut inbox = std::collections::HashMap::new();
+    for n in &nodes {
+        let db = format!("sqlite://{}?mode=ro", n.data.join("rota.db").display());
+        let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+        let refused: Vec<(String, String)> = sqlx::query_as(
+            "SELECT request_id, COALESCE(outcome, 'undelivered') FROM outbox WHERE outcome IS NOT 'accepted'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(refused.is_empty(), "{}: messages not accepted: {refused:?}", n.symbol);
+        for (peer, sent) in sqlx::query_as::<_, (String, i64)>("SELECT partner, COUNT(*) FROM outbox GROUP BY partner")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            outbox.insert((n.symbol.to_owned(), peer), sent);
+        }
+        for (peer, got) in sqlx::query_as::<_, (String, i64)>("SELECT sender, COUNT(*) FROM inbox GROUP BY sender")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            inbox.insert((peer, n.symbol.to_owned()), got);
+        }
+        pool.close().await;
+    }
+    assert!(outbox.values().sum::<i64>() > 4 * REQUESTS as i64, "{outbox:?}");
+    assert_eq!(outbox, inbox, "messages sent (left) and received (right), by (sender, receiver)");
     // The run covered the lifecycle, not just the first answer.
     assert!(states.len() >= 6, "states reached: {states:?}");
-    eprintln!("seed {seed}: final states {states:?}");
+    eprintln!("seed {seed}: killed {killed:?}; final states {states:?}; messages {outbox:?}");
 }

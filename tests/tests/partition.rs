@@ -130,7 +130,7 @@ async fn staff(n: &NodeProc) -> StaffClient<Channel> {
 async fn requests_across_a_cut_link_converge_after_it_heals() {
     let x = (std::process::id() % 200) as u8 + 20;
     let Some(net) = Net::new(x) else {
-        eprintln!("skipped: cannot create a network namespace here (needs root and iproute2)");
+        rota_tests::skip_unless_ci("cannot create a network namespace here (needs root and iproute2)");
         return;
     };
     rota_tests::setup();
