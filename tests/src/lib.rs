@@ -363,6 +363,10 @@ pub struct Link {
     pub url: String,
     state: tokio::sync::watch::Sender<LinkState>,
     task: tokio::task::JoinHandle<()>,
+    /// Relayed connections still open.
+    live: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections relayed so far.
+    relayed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,6 +383,10 @@ impl Link {
         let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let to = target.running.addr;
         let (state, watch) = tokio::sync::watch::channel(LinkState::Open);
+        let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = live.clone();
+        let relayed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let relayed_count = relayed.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { return };
@@ -395,20 +403,39 @@ impl Link {
                     }
                     LinkState::Open => {}
                 }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                relayed_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = changed.wait_for(|s| *s != LinkState::Open) => {}
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = changed.wait_for(|s| *s != LinkState::Open) => {}
+                        }
                     }
+                    drop(inbound);
+                    counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         });
-        Link { url, state, task }
+        Link { url, state, task, live, relayed }
     }
 
-    pub fn cut(&self) {
+    /// How many connections the link has relayed since it was made.
+    pub fn connections(&self) -> usize {
+        self.relayed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Cut the link, and return once every connection it relayed is closed, so that
+    /// nothing sent after this call can slip through.
+    pub async fn cut(&self) {
         self.state.send_replace(LinkState::Cut);
+        let live = self.live.clone();
+        eventually("the link's open connections to close", PATIENCE, || {
+            let n = live.load(std::sync::atomic::Ordering::SeqCst);
+            async move { (n == 0).then_some(()) }
+        })
+        .await;
     }
 
     pub fn stall(&self) {

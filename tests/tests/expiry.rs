@@ -60,7 +60,7 @@ async fn a_lender_whose_answer_cannot_reach_us_gets_a_cancel_and_cannot_ship() {
     aaa.add_item("A-1", "Glad reunion", ISBN, "available").await;
 
     // UVA gets the request and promises its copy, but its answer cannot reach DGW.
-    to_dgw.cut();
+    to_dgw.cut().await;
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     uva.wait_lending(&id, "will_supply").await;
     assert_eq!(dgw.request(&id).await.state, "sent");
@@ -74,7 +74,7 @@ async fn a_lender_whose_answer_cannot_reach_us_gets_a_cancel_and_cannot_ship() {
 
     // The expiry window passes with no answer, while DGW's link to UVA is cut too: DGW
     // queues a Cancel for UVA and rolls on to AAA, which supplies.
-    to_uva.cut();
+    to_uva.cut().await;
     clock.advance(chrono::Duration::seconds(DAY + 60));
     let b = dgw.wait_state(&id, "will_supply").await;
     assert_eq!(b.supplier, "AAA");

@@ -65,10 +65,36 @@ async fn sequence_gaps_wait_and_stray_ids_are_refused() {
     partner_up(&mut lender, &mut borrower, "p2p", "p2p").await;
     let mut peer = borrower.peer_client_to(&lender).await.unwrap();
 
-    // Sequence 2 before 1: retry later, and nothing is recorded.
-    let early = peer.deliver(envelope(&uuid::Uuid::new_v4().to_string(), "DGW-901", 2, "")).await.unwrap().into_inner();
+    lender.add_item("UVA-1", "Glad reunion", "0914520407", "available").await;
+    let cancel = |message_id: &str, sequence: u64| pb::Envelope {
+        body: Some(pb::envelope::Body::Requester(pb::RequesterMessage {
+            action: pb::RequesterAction::Cancel as i32,
+            note: String::new(),
+            answer: pb::YesNo::Unspecified as i32,
+        })),
+        ..envelope(message_id, "DGW-901", sequence, "")
+    };
+
+    // Sequence 2 (a cancel) before 1 (the request): retry later, and nothing is recorded.
+    let cancel_id = uuid::Uuid::new_v4().to_string();
+    let early = peer.deliver(cancel(&cancel_id, 2)).await.unwrap().into_inner();
     assert_eq!(early.status, pb::ConfirmationStatus::RetryLater as i32, "{early:?}");
+    assert!(early.error_value.contains("expected sequence 1"), "{early:?}");
     assert!(lender.lending("DGW-901").await.is_none());
+    // Redelivered in order, both are applied: the copy is promised, then released.
+    let first = peer.deliver(envelope(&uuid::Uuid::new_v4().to_string(), "DGW-901", 1, "")).await.unwrap().into_inner();
+    assert_eq!(first.status, pb::ConfirmationStatus::Accepted as i32, "{first:?}");
+    assert_eq!(lender.lending("DGW-901").await.unwrap().state, "will_supply");
+    assert_eq!(lender.item_status("UVA-1").await, "reserved");
+    let second = peer.deliver(cancel(&cancel_id, 2)).await.unwrap().into_inner();
+    assert_eq!(second.status, pb::ConfirmationStatus::Accepted as i32, "{second:?}");
+    assert_eq!(lender.lending("DGW-901").await.unwrap().state, "cancelled");
+    assert_eq!(lender.item_status("UVA-1").await, "available");
+    // A new message that reuses a sequence number already received is refused.
+    let reused = peer.deliver(cancel(&uuid::Uuid::new_v4().to_string(), 2)).await.unwrap().into_inner();
+    assert_eq!(reused.status, pb::ConfirmationStatus::Error as i32, "{reused:?}");
+    assert_eq!(reused.error_type, pb::ErrorType::BadlyFormedMessage as i32, "{reused:?}");
+    assert!(reused.error_value.contains("sequence 2 of request DGW-901 was already used"), "{reused:?}");
 
     // A borrower may only speak for its own request ids.
     let stray = peer.deliver(envelope(&uuid::Uuid::new_v4().to_string(), "UVA-5", 1, "")).await.unwrap().into_inner();
@@ -118,4 +144,8 @@ async fn locate_answers_from_holdings_and_agreement_and_oversized_messages_are_r
     let big = envelope(&uuid::Uuid::new_v4().to_string(), "DGW-903", 1, &"x".repeat(300 * 1024));
     let e = peer.deliver(big).await.unwrap_err();
     assert!(matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{e:?}");
+    assert!(e.message().contains("message length too large"), "{}", e.message());
+    // Normal traffic goes on, on the same connection.
+    let again = peer.locate(locate("0914520407")).await.unwrap().into_inner();
+    assert_eq!((again.available, again.reason), (false, pb::ReasonUnfilled::PolicyProblem as i32));
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use rota_node::clock::ManualClock;
 use rota_proto::staff as spb;
-use rota_tests::{NodeOptions, PATIENCE, eventually, partner_up, request_isbn, start_node, start_node_with};
+use rota_tests::{Link, NodeOptions, PATIENCE, eventually, partner_up, request_isbn, start_node, start_node_with};
 
 const ISBN: &str = "0914520407";
 
@@ -149,32 +149,19 @@ async fn cancel_before_shipment_releases_the_item() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_that_crosses_a_shipment_is_answered_no_and_the_item_comes_back() {
     let mut dgw = start_node("DGW").await;
-    // UVA retries slowly, so its "shipped" message is still on its way when DGW cancels.
-    let opts = NodeOptions {
-        config_edits: vec![
-            ("tick_ms = 1000", "tick_ms = 25"),
-            ("backoff_initial_ms = 500", "backoff_initial_ms = 3000"),
-        ],
-        ..Default::default()
-    };
-    let mut uva = start_node_with("UVA", opts).await;
-    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    let mut uva = start_node("UVA").await;
+    // UVA reaches DGW through a link the test cuts, so UVA's "shipped" is held back while
+    // DGW, still believing the copy is on UVA's shelf, cancels.
+    let to_dgw = Link::to(&dgw).await;
+    dgw.add_partner(&mut uva, "p2p", 100).await;
+    uva.add_partner_via(&mut dgw, &to_dgw, "p2p").await;
     uva.add_item("UVA-1", "Glad reunion", ISBN, "available").await;
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     dgw.wait_state(&id, "will_supply").await;
 
-    let stopped = dgw.stop().await;
+    to_dgw.cut().await;
     uva.lend_act(lend(&id, "ship")).await.unwrap();
-    // Wait until UVA's first attempt to tell DGW has failed and backed off.
-    rota_tests::eventually("UVA to fail delivering to DGW", rota_tests::PATIENCE, || {
-        let mut s = uva.staff.clone();
-        async move {
-            let p = s.get_partner(spb::SymbolRequest { symbol: "DGW".into() }).await.ok()?.into_inner();
-            (!p.last_delivery_error.is_empty()).then_some(())
-        }
-    })
-    .await;
-    let mut dgw = stopped.start().await;
+    assert_eq!(uva.pending_to("DGW").await, 1, "the shipment notice waits in UVA's outbox");
     // DGW still believes the item is on the shelf and cancels.
     assert_eq!(dgw.borrow_act(&id, "cancel").await.unwrap().state, "cancel_pending");
     let l = uva.wait_lending(&id, "shipped").await;
@@ -188,6 +175,8 @@ async fn a_cancel_that_crosses_a_shipment_is_answered_no_and_the_item_comes_back
     })
     .await;
     assert_eq!(cancel_seen.state, "shipped", "{:?}", l.timeline);
+    assert_eq!(dgw.request(&id).await.state, "cancel_pending", "DGW has heard nothing of the shipment yet");
+    to_dgw.heal();
     // Once UVA's messages arrive, DGW is shipped and knows the cancel was refused.
     let b = dgw.wait_state(&id, "shipped").await;
     assert!(events(&b.timeline).contains(&"cancel_refused"), "{:#?}", b.timeline);
@@ -359,9 +348,20 @@ async fn overdue_fires_from_the_due_date_on_both_sides() {
 
     clock.advance(chrono::Duration::days(30));
     uva.wait_lending(&id, "overdue").await;
-    let b = dgw.wait_state(&id, "overdue").await;
-    // Whichever comes first: our own timer, or the lender's Overdue message.
-    assert!(b.timeline.iter().any(|e| e.event == "overdue" || e.detail.starts_with("Overdue")), "{:#?}", b.timeline);
+    dgw.wait_state(&id, "overdue").await;
+    // Both sides' timers fire, and the lender also tells the borrower: DGW's timeline shows
+    // UVA's Overdue notice, whichever came first.
+    let staff = dgw.staff.clone();
+    let b = eventually("DGW to record UVA's Overdue notice", PATIENCE, || {
+        let mut s = staff.clone();
+        let id = id.clone();
+        async move {
+            let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
+            r.timeline.iter().any(|e| e.actor == "partner:UVA" && e.detail.contains("Overdue")).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(b.state, "overdue", "{:#?}", b.timeline);
     let todo = dgw.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
     assert!(todo.iter().any(|t| t.id == id && t.state == "overdue"), "{todo:?}");
     // Renewing an overdue loan: the lender's worklist asks for an answer.
@@ -411,6 +411,23 @@ async fn two_requests_for_the_last_copy_one_copy_reserved_once() {
     assert_eq!(loser.rota[0].reason, "NotOnShelf");
     let list = uva.staff.list_lending(spb::ListRequest::default()).await.unwrap().into_inner().requests;
     assert_eq!(list.iter().filter(|l| l.item_barcode == "U-1" && l.state == "will_supply").count(), 1);
+
+    // Lists filter by state, on both sides.
+    let winner = if ra.state == "will_supply" { &ra } else { &rb };
+    let lending = |status: &str| spb::ListRequest { status: status.into(), limit: 0 };
+    let ids = |l: Vec<spb::LendingRequest>| l.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let supplying = uva.staff.list_lending(lending("will_supply")).await.unwrap().into_inner().requests;
+    assert_eq!(ids(supplying), [winner.id.clone()]);
+    let refused = uva.staff.list_lending(lending("unfilled")).await.unwrap().into_inner().requests;
+    assert_eq!(ids(refused), [loser.id.clone()]);
+    assert!(uva.staff.list_lending(lending("shipped")).await.unwrap().into_inner().requests.is_empty());
+    let mine = dgw.staff.list_requests(lending(&ra.state)).await.unwrap().into_inner().requests;
+    assert_eq!(mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [a.as_str()]);
+    let other = if ra.state == "unfilled" { "will_supply" } else { "unfilled" };
+    assert!(dgw.staff.list_requests(lending(other)).await.unwrap().into_inner().requests.is_empty());
+    let e = dgw.staff.list_requests(lending("on_the_shelf")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("status"), "the error names the field: {}", e.message());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,18 +449,6 @@ async fn a_timer_that_fell_due_while_the_node_was_down_fires_on_start() {
     let mut uva = stopped.start().await;
     uva.wait_lending(&id, "overdue").await;
     dgw.wait_state(&id, "overdue").await;
-}
-
-#[test]
-fn performance_orders_by_fill_rate_then_speed() {
-    // Covered at the unit level in node/src/rota.rs; this guards the config spelling.
-    let raw: rota_node::config::RawConfig = toml::from_str(
-        "symbol='DGW'\nname='x'\nlisten='127.0.0.1:1'\npublic_url='https://127.0.0.1:1'\n[rota]\nstrategy='performance'\n",
-    )
-    .unwrap();
-    let c = rota_node::config::Config::check(std::path::Path::new("/x"), std::path::Path::new("/x/config.toml"), raw)
-        .unwrap();
-    assert_eq!(c.strategy, rota_node::domain::Strategy::Performance);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,3 +119,36 @@ async fn retries_to_a_dead_partner_back_off() {
     );
     assert_eq!(p.pending_messages, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partner_gets_one_long_lived_channel_for_locate_and_messages() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    // Every call DGW makes to UVA goes through a relay that counts connections.
+    let to_uva = rota_tests::Link::to(&uva).await;
+    dgw.add_partner_via(&mut uva, &to_uva, "p2p").await;
+    uva.add_partner(&mut dgw, "p2p", 100).await;
+    for i in 0..3 {
+        uva.add_item(&format!("UVA-{i}"), "Glad reunion", "0914520407", "available").await;
+    }
+    // Three requests, each with a Locate, a Request and a Received message to UVA.
+    for _ in 0..3 {
+        let id = rota_tests::request_isbn(&mut dgw, "Glad reunion", "0914520407").await;
+        dgw.wait_state(&id, "will_supply").await;
+        uva.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() })
+            .await
+            .unwrap();
+        dgw.wait_state(&id, "shipped").await;
+        dgw.borrow_act(&id, "receive").await.unwrap();
+        uva.wait_lending(&id, "shipped").await;
+        rota_tests::eventually("DGW's outbox to UVA to drain", PATIENCE, || {
+            let mut s = dgw.staff.clone();
+            async move {
+                let p = s.get_partner(spb::SymbolRequest { symbol: "UVA".into() }).await.ok()?.into_inner();
+                (p.pending_messages == 0).then_some(())
+            }
+        })
+        .await;
+    }
+    assert_eq!(to_uva.connections(), 1, "nine calls to UVA share one connection");
+}

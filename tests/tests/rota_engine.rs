@@ -192,6 +192,45 @@ async fn balance_asks_the_lender_we_have_burdened_least_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn performance_asks_the_lender_that_fills_most_first() {
+    let opts = NodeOptions {
+        config_edits: vec![
+            ("tick_ms = 1000", "tick_ms = 25"),
+            ("strategy = \"priority\"", "strategy = \"performance\""),
+        ],
+        ..Default::default()
+    };
+    let mut dgw = start_node_with("DGW", opts).await;
+    let mut aaa = start_node("AAA").await;
+    let mut bbb = start_node("BBB").await;
+    partner_up(&mut dgw, &mut aaa, "p2p", "p2p").await;
+    partner_up(&mut dgw, &mut bbb, "p2p", "p2p").await;
+    // AAA holds the book, but its copy is out: it stays in the rota (NotOnShelf) and says no.
+    aaa.add_item("AAA-0", "Glad reunion", ISBN, "on_loan").await;
+    bbb.add_item("BBB-0", "Glad reunion", ISBN, "available").await;
+    bbb.add_item("BBB-1", "Glad reunion", ISBN, "available").await;
+    // With no history, ties go by priority (equal) and symbol: AAA is asked first.
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    assert_eq!(p.strategy, "performance");
+    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
+    assert_eq!(order, ["AAA", "BBB"]);
+    let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "BBB");
+    bbb.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() })
+        .await
+        .unwrap();
+    dgw.wait_state(&id, "shipped").await;
+    // AAA has filled none of one request, BBB one of one: BBB now comes first.
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
+    assert_eq!(order, ["BBB", "AAA"], "{p:?}");
+    let next = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
+    let b = dgw.wait_state(&next, "will_supply").await;
+    assert_eq!(b.supplier, "BBB");
+    assert!(b.rota.iter().all(|e| e.partner != "AAA" || e.outcome == "pending"), "AAA was not asked: {:?}", b.rota);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_identifiers_title_and_author_match_across_case_diacritics_and_subtitles() {
     let mut dgw = start_node("DGW").await;
     let mut uva = start_node("UVA").await;
