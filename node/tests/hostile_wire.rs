@@ -1,9 +1,11 @@
 //! A bounded property test of what arrives over the wire: random and mutated protobuf bytes
-//! decoded as peer messages and converted to domain types, and mutated partner cards. No
+//! decoded as peer messages and confirmations and converted to domain types, and mutated partner cards. No
 //! panic; every refusal names a field. Seeded; `ROTA_PROPTEST_RUNS` sets the count.
 
 use prost::Message;
-use rota_node::transport::convert::{citation_from_proto, envelope_from_proto, envelope_to_proto};
+use rota_node::transport::convert::{
+    citation_from_proto, confirmation_from_proto, confirmation_to_proto, envelope_from_proto, envelope_to_proto,
+};
 use rota_proto::peer as pb;
 
 fn runs() -> u64 {
@@ -53,6 +55,15 @@ fn random_and_mutated_peer_messages_are_refused_cleanly() {
         }
         if let Ok(c) = pb::Citation::decode(&bytes[..]) {
             let _ = citation_from_proto(c);
+        }
+        // The same bytes as a partner's confirmation of a message we sent.
+        if let Ok(c) = pb::Confirmation::decode(&bytes[..]) {
+            match confirmation_from_proto(c) {
+                Ok(domain) => {
+                    assert_eq!(confirmation_from_proto(confirmation_to_proto(&domain)).unwrap(), domain, "seed {seed}")
+                }
+                Err(e) => assert!(e.field.starts_with("confirmation.") && !e.reason.is_empty(), "seed {seed}: {e:?}"),
+            }
         }
     }
     assert!(accepted > 0, "the mutations never produced a valid message: the test would prove nothing");

@@ -214,11 +214,8 @@ pub fn envelope_from_proto(e: pb::Envelope) -> Result<Envelope, FieldError> {
     if sequence == 0 || sequence > MAX_SEQUENCE {
         return Err(FieldError::new("sequence", format!("{sequence} is outside 1..={MAX_SEQUENCE}")));
     }
-    // Between 2000-01-01 and 2200-01-01.
-    if !(946_684_800_000..=7_258_118_400_000).contains(&sent_at_unix_ms) {
-        return Err(FieldError::new("sent_at_unix_ms", format!("{sent_at_unix_ms} is not a plausible time")));
-    }
-    let sent_at = DateTime::from_timestamp_millis(sent_at_unix_ms).unwrap_or_default();
+    let sent_at = plausible_time(sent_at_unix_ms)
+        .ok_or_else(|| FieldError::new("sent_at_unix_ms", format!("{sent_at_unix_ms} is not a plausible time")))?;
     let body = match body.ok_or_else(|| FieldError::new("body", "is required (request, supplier or requester)"))? {
         pb::envelope::Body::Request(r) => {
             let pb::Request { citation, service_type, need_before, note } = r;
@@ -301,6 +298,49 @@ pub fn envelope_to_proto(e: &Envelope) -> pb::Envelope {
         sent_at_unix_ms: e.sent_at.timestamp_millis(),
         body: Some(body),
     }
+}
+
+/// A partner's confirmation of a message we delivered: checked like any other value from
+/// the wire, so that an unknown status, an impossible sequence or an oversized or
+/// control-laden error text never reaches the outbox, the ship gate or a staff screen.
+pub fn confirmation_from_proto(c: pb::Confirmation) -> Result<Confirmation, FieldError> {
+    use pb::{ConfirmationStatus as S, ErrorType as T};
+    let pb::Confirmation { status, error_type, error_value, received_at_unix_ms, sent_through } = c;
+    let text = |v: &str| check_text("confirmation.error_value", v, 1000, false);
+    match enum_field::<S>("confirmation.status", status)? {
+        S::Accepted => {
+            if sent_through > MAX_SEQUENCE {
+                return Err(FieldError::new(
+                    "confirmation.sent_through",
+                    format!("{sent_through} is outside 0..={MAX_SEQUENCE}"),
+                ));
+            }
+            let received_at = plausible_time(received_at_unix_ms)
+                .ok_or_else(|| FieldError::new("confirmation.received_at_unix_ms", "is not a plausible time"))?;
+            Ok(Confirmation::Accepted { received_at, sent_through })
+        }
+        S::RetryLater => Ok(Confirmation::RetryLater { reason: text(&error_value)? }),
+        S::Error => {
+            let kind = match enum_field::<T>("confirmation.error_type", error_type)? {
+                T::Unspecified => {
+                    return Err(FieldError::new("confirmation.error_type", "is required with status Error"));
+                }
+                T::BadlyFormedMessage => ConfirmationError::BadlyFormedMessage,
+                T::UnrecognisedDataValue => ConfirmationError::UnrecognisedDataValue,
+                T::UnsupportedAction => ConfirmationError::UnsupportedAction,
+                T::UnrecognisedRequestId => ConfirmationError::UnrecognisedRequestId,
+                T::DuplicateMessageId => ConfirmationError::DuplicateMessageId,
+                T::IllegalInState => ConfirmationError::IllegalInState,
+            };
+            Ok(Confirmation::Error { kind, detail: text(&error_value)? })
+        }
+        S::Unspecified => Err(FieldError::new("confirmation.status", "is required")),
+    }
+}
+
+/// A time from the wire, if it lies between 2000-01-01 and 2200-01-01.
+fn plausible_time(unix_ms: i64) -> Option<DateTime<Utc>> {
+    (946_684_800_000..=7_258_118_400_000).contains(&unix_ms).then(|| DateTime::from_timestamp_millis(unix_ms)).flatten()
 }
 
 pub fn confirmation_to_proto(c: &Confirmation) -> pb::Confirmation {
@@ -678,6 +718,43 @@ mod tests {
         assert_eq!(r.citation.isbn.as_deref(), Some("9780914520405"));
         let again = envelope_from_proto(envelope_to_proto(&e)).unwrap();
         assert_eq!(again, e);
+    }
+
+    #[test]
+    fn partners_confirmations_are_checked_and_round_trip() {
+        let now = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        for c in [
+            Confirmation::Accepted { received_at: now, sent_through: 3 },
+            Confirmation::RetryLater { reason: "expected sequence 1 of request DGW-1, got 2".into() },
+            Confirmation::Error { kind: ConfirmationError::IllegalInState, detail: "state is shipped".into() },
+        ] {
+            assert_eq!(confirmation_from_proto(confirmation_to_proto(&c)).unwrap(), c);
+        }
+        let field = |f: &dyn Fn(&mut pb::Confirmation)| {
+            let mut c = confirmation_to_proto(&Confirmation::Accepted { received_at: now, sent_through: 1 });
+            f(&mut c);
+            confirmation_from_proto(c).unwrap_err().field
+        };
+        assert_eq!(field(&|c| c.status = 0), "confirmation.status");
+        assert_eq!(field(&|c| c.status = 42), "confirmation.status");
+        assert_eq!(field(&|c| c.sent_through = u64::MAX), "confirmation.sent_through");
+        assert_eq!(field(&|c| c.received_at_unix_ms = -1), "confirmation.received_at_unix_ms");
+        assert_eq!(field(&|c| c.status = pb::ConfirmationStatus::Error as i32), "confirmation.error_type");
+        assert_eq!(
+            field(&|c| {
+                c.status = pb::ConfirmationStatus::RetryLater as i32;
+                c.error_value = "x".repeat(5000);
+            }),
+            "confirmation.error_value"
+        );
+        assert_eq!(
+            field(&|c| {
+                c.status = pb::ConfirmationStatus::Error as i32;
+                c.error_type = pb::ErrorType::UnsupportedAction as i32;
+                c.error_value = "line\u{1b}[31m".into();
+            }),
+            "confirmation.error_value"
+        );
     }
 
     #[test]

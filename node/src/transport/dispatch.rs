@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rota_proto::peer::peer_client::PeerClient;
-use rota_proto::peer::{ConfirmationStatus, ErrorType};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::domain::Symbol;
+use crate::message::Confirmation;
 use crate::node::{Node, WakeReceiver};
 use crate::transport::channels::Channels;
-use crate::transport::convert::envelope_to_proto;
+use crate::transport::convert::{confirmation_from_proto, envelope_to_proto};
 
 /// How long an idle worker sleeps before looking again without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(30);
@@ -133,34 +133,34 @@ impl Worker {
                 let span = tracing::info_span!("send", partner = %self.partner, request = %row.envelope.request_id, seq = row.envelope.sequence);
                 let sent = client.deliver(env).instrument(span.clone()).await;
                 match sent {
-                    Ok(resp) => {
-                        let c = resp.into_inner();
-                        match ConfirmationStatus::try_from(c.status) {
-                            Ok(ConfirmationStatus::Accepted) => {
-                                self.node
-                                    .store
-                                    .mark_delivered(row.id, "accepted", c.sent_through, self.node.clock.now())
-                                    .await?;
-                                tracing::debug!(parent: &span, "delivered");
-                            }
-                            Ok(ConfirmationStatus::RetryLater) => {
-                                let next = self.node.clock.now() + self.backoff(row.attempts);
-                                self.node
-                                    .store
-                                    .mark_retry(row.id, &format!("retry later: {}", c.error_value), next)
-                                    .await?;
-                                return Ok(Outcome::Backoff);
-                            }
-                            _ => {
-                                let kind =
-                                    ErrorType::try_from(c.error_type).map(|t| t.as_str_name()).unwrap_or("ERROR");
-                                let outcome =
-                                    format!("refused: {kind}: {}", c.error_value.chars().take(300).collect::<String>());
-                                tracing::warn!(parent: &span, %outcome, "partner refused message");
-                                self.node.store.mark_delivered(row.id, &outcome, 0, self.node.clock.now()).await?;
-                            }
+                    Ok(resp) => match confirmation_from_proto(resp.into_inner()) {
+                        Ok(Confirmation::Accepted { sent_through, .. }) => {
+                            self.node
+                                .store
+                                .mark_delivered(row.id, "accepted", sent_through, self.node.clock.now())
+                                .await?;
+                            tracing::debug!(parent: &span, "delivered");
                         }
-                    }
+                        Ok(Confirmation::RetryLater { reason }) => {
+                            let next = self.node.clock.now() + self.backoff(row.attempts);
+                            self.node.store.mark_retry(row.id, &format!("retry later: {reason}"), next).await?;
+                            return Ok(Outcome::Backoff);
+                        }
+                        Ok(Confirmation::Error { kind, detail }) => {
+                            let outcome =
+                                format!("refused: {kind:?}: {}", detail.chars().take(300).collect::<String>());
+                            tracing::warn!(parent: &span, %outcome, "partner refused message");
+                            self.node.store.mark_delivered(row.id, &outcome, 0, self.node.clock.now()).await?;
+                        }
+                        Err(e) => {
+                            // Not a confirmation we can trust: keep the message and try again.
+                            let next = self.node.clock.now() + self.backoff(row.attempts);
+                            let err = format!("malformed confirmation: {e}");
+                            tracing::warn!(parent: &span, error = %err, "partner sent a malformed confirmation");
+                            self.node.store.mark_retry(row.id, &err, next).await?;
+                            return Ok(Outcome::Backoff);
+                        }
+                    },
                     Err(status) => {
                         let next = self.node.clock.now() + self.backoff(row.attempts);
                         let err =
