@@ -271,3 +271,78 @@ pub fn client_config(expected: Symbol, ca_der: &[u8], cert_pem: &str, key_pem: &
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    use rustls::server::danger::ClientCertVerifier;
+
+    use super::{InboundVerifier, TrustSource, certs_from_pem};
+    use crate::identity::{StaffUser, Symbol};
+    use crate::issue::CaBundle;
+
+    /// A partner table the test edits, as staff do with `rota partner …`.
+    #[derive(Debug, Default)]
+    struct Table(Mutex<HashMap<Symbol, Arc<Vec<u8>>>>);
+
+    impl TrustSource for Table {
+        fn active_partner_ca(&self, symbol: &Symbol) -> Option<Arc<Vec<u8>>> {
+            self.0.lock().unwrap().get(symbol).cloned()
+        }
+    }
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).unwrap()
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        certs_from_pem(pem).unwrap().remove(0)
+    }
+
+    fn ca(s: &str) -> (CaBundle, Vec<u8>) {
+        let ca = CaBundle::generate(&sym(s), s).unwrap();
+        let d = der(&ca.cert_pem).to_vec();
+        (ca, d)
+    }
+
+    /// The handshake itself refuses, before any RPC: each case is decided by the verifier
+    /// the TLS layer calls, against the live table.
+    #[test]
+    fn the_handshake_checks_the_live_partner_table() {
+        crate::install_crypto_provider();
+        let (dgw, dgw_der) = ca("DGW");
+        let (uva, uva_der) = ca("UVA");
+        let (aaa, aaa_der) = ca("AAA");
+        let table = Arc::new(Table::default());
+        let v = InboundVerifier::new(sym("DGW"), &dgw_der, table.clone()).unwrap();
+        let check = |pem: &str| v.verify_client_cert(&der(pem), &[], UnixTime::now()).is_ok();
+
+        let uva_node = uva.issue_node(&sym("UVA"), &["127.0.0.1".into()]).unwrap().cert_pem;
+        let aaa_node = aaa.issue_node(&sym("AAA"), &["127.0.0.1".into()]).unwrap().cert_pem;
+        let aaa_as_uva = aaa.issue_node(&sym("UVA"), &["127.0.0.1".into()]).unwrap().cert_pem;
+        let our_staff = dgw.issue_staff(&sym("DGW"), &StaffUser::parse("alice").unwrap()).unwrap().cert_pem;
+        let uva_staff = uva.issue_staff(&sym("UVA"), &StaffUser::parse("bob").unwrap()).unwrap().cert_pem;
+        let our_node = dgw.issue_node(&sym("DGW"), &["127.0.0.1".into()]).unwrap().cert_pem;
+
+        assert!(!check(&uva_node), "a stranger is refused");
+        table.0.lock().unwrap().insert(sym("UVA"), Arc::new(uva_der));
+        table.0.lock().unwrap().insert(sym("AAA"), Arc::new(aaa_der));
+        assert!(check(&uva_node), "an active partner is let in");
+        assert!(check(&aaa_node));
+        assert!(!check(&aaa_as_uva), "AAA's CA cannot vouch for UVA");
+        assert!(check(&our_staff), "our own staff");
+        assert!(!check(&uva_staff), "a partner's staff certificate");
+        assert!(!check(&our_node), "our own node certificate is not a partner");
+        // Suspending or removing takes the partner out of the table: the next handshake fails.
+        table.0.lock().unwrap().remove(&sym("UVA"));
+        assert!(!check(&uva_node), "a removed partner is refused at once");
+        // A new card for UVA (another CA) replaces the old trust.
+        let (uva2, uva2_der) = ca("UVA");
+        table.0.lock().unwrap().insert(sym("UVA"), Arc::new(uva2_der));
+        assert!(!check(&uva_node), "the old CA no longer vouches");
+        assert!(check(&uva2.issue_node(&sym("UVA"), &["127.0.0.1".into()]).unwrap().cert_pem));
+    }
+}
