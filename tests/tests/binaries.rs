@@ -195,10 +195,26 @@ async fn cli_round_trip_with_real_processes() {
     assert!(err.contains("admin"), "{err}");
     assert!(!root.path().join("joe").exists(), "nothing left behind after a refusal");
 
-    // SIGTERM shuts both nodes down cleanly.
-    for mut lib in [dgw, uva] {
+    // Only the admin rotates the node certificate; the node then presents the new one, and
+    // the CLI, which trusts the CA, carries on.
+    let refused = as_jane().args(["certs", "rotate"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only the admin"), "{refused:?}");
+    let node_pem = || std::fs::read_to_string(root.path().join("dgw/tls/node.pem")).unwrap();
+    let before = node_pem();
+    let rotated = json(&run(rota(&bins, &dgw).args(["--json", "certs", "rotate"])));
+    let after = node_pem();
+    assert_ne!(before, after, "a new certificate is written");
+    let der = rota_certs::tls::certs_from_pem(&after).unwrap().remove(0);
+    assert_eq!(rotated["fingerprint"], rota_certs::fingerprint_of_der(&der), "{rotated}");
+    let who = json(&run(as_jane().args(["--json", "whoami"])));
+    assert_eq!(who["symbol"], "DGW", "{who}");
+
+    // SIGTERM (from a service manager) and SIGINT (Ctrl-C) both shut a node down cleanly.
+    use nix::sys::signal::Signal;
+    for (mut lib, signal) in [(dgw, Signal::SIGTERM), (uva, Signal::SIGINT)] {
         let pid = nix::unistd::Pid::from_raw(lib.proc.0.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(pid, signal).unwrap();
         let status = eventually("node to exit", Duration::from_secs(15), || {
             let s = lib.proc.0.try_wait().unwrap();
             async move { s }
