@@ -415,11 +415,11 @@ async fn two_requests_for_the_last_copy_one_copy_reserved_once() {
     // Lists filter by state, on both sides.
     let winner = if ra.state == "will_supply" { &ra } else { &rb };
     let lending = |status: &str| spb::ListRequest { status: status.into(), limit: 0 };
-    let ids = |l: Vec<spb::LendingRequest>| l.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |l: Vec<spb::LendingRequest>| l.into_iter().map(|r| r.id).collect::<Vec<String>>();
     let supplying = uva.staff.list_lending(lending("will_supply")).await.unwrap().into_inner().requests;
-    assert_eq!(ids(supplying), [winner.id.clone()]);
+    assert_eq!(ids(supplying), [winner.id.as_str()]);
     let refused = uva.staff.list_lending(lending("unfilled")).await.unwrap().into_inner().requests;
-    assert_eq!(ids(refused), [loser.id.clone()]);
+    assert_eq!(ids(refused), [loser.id.as_str()]);
     assert!(uva.staff.list_lending(lending("shipped")).await.unwrap().into_inner().requests.is_empty());
     let mine = dgw.staff.list_requests(lending(&ra.state)).await.unwrap().into_inner().requests;
     assert_eq!(mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [a.as_str()]);
