@@ -34,7 +34,8 @@ use crate::{ImportArgs, usage_error};
 pub const BATCH: usize = 500;
 /// Batches read ahead of the network.
 const CHANNEL: usize = 4;
-/// Skips listed one by one (all are counted), as the node does.
+/// Records that could not be read, listed one by one (all are counted). The node lists its
+/// own skips and warnings the same way, up to 200 of each (`MAX_LISTED` in node/src/import.rs).
 pub const MAX_LISTED: usize = 1000;
 /// Skips and warnings shown in the text summary (`--json` has every listed one).
 const SHOWN_SKIPS: usize = 20;

@@ -8,7 +8,8 @@
 //!
 //! - **upsert** (the default): new items are created, changed ones updated, the rest left;
 //! - **replace**: a full sync; items missing from the file are withdrawn, except items on
-//!   loan or reserved, which are reported instead;
+//!   loan or reserved, which are reported instead. A row the node skips still names its
+//!   item: the barcode is staged apart, and the item is kept as it is (its skip says so);
 //! - **delete**: the listed barcodes are withdrawn (same exception).
 //!
 //! A dry run computes the same report and rolls back. An import that fails or is cut off
@@ -25,7 +26,9 @@ use crate::store::Store;
 
 /// Rows staged per transaction.
 pub const STAGE_BATCH: usize = 1500;
-/// Skips and warnings listed one by one in a report (all are counted).
+/// Skips and warnings listed one by one in a report (all are counted). The README quotes
+/// this figure. Keep it modest: the report is one message (the CLI's client accepts 4 MB, the
+/// tonic default), and a skip's reason can quote the value it refused.
 pub const MAX_LISTED: usize = 200;
 
 crate::domain::named_enum!(
@@ -81,6 +84,9 @@ pub struct ImportReport {
     pub kept: Vec<(String, ItemStatus)>,
     pub warnings: u64,
     pub warning_samples: Vec<ImportIssue>,
+    /// Items a replace did not withdraw because their row was skipped (the listed skips
+    /// of their rows say so).
+    pub kept_skipped: u64,
 }
 
 /// An import in progress.
@@ -92,11 +98,23 @@ pub struct ImportSession {
     /// Barcodes seen so far, with where each was first seen: (source, record, offset).
     seen: HashMap<String, (String, u64, u64)>,
     batch: Vec<Item>,
+    /// Replace only: barcodes of skipped rows, staged with the next batch.
+    skipped_barcodes: Vec<String>,
+    /// Replace only: the barcode of each listed skip that has one (index into the skips).
+    listed_barcodes: Vec<(usize, String)>,
     report: ImportReport,
 }
 
 impl ImportSession {
-    fn skip(&mut self, row: &IncomingRow, reason: String) {
+    /// Skip a row. In a replace, its barcode (when usable) is remembered so that the item
+    /// it names is not withdrawn as missing from the file.
+    fn skip(&mut self, row: &IncomingRow, barcode: Option<String>, reason: String) {
+        if let (ImportMode::Replace, Some(b)) = (self.mode, barcode) {
+            if self.report.skips.len() < MAX_LISTED {
+                self.listed_barcodes.push((self.report.skips.len(), b.clone()));
+            }
+            self.skipped_barcodes.push(b);
+        }
         self.report.skipped += 1;
         if self.report.skips.len() < MAX_LISTED {
             self.report.skips.push(ImportIssue {
@@ -130,6 +148,8 @@ impl Node {
             dry_run,
             seen: HashMap::new(),
             batch: Vec::with_capacity(STAGE_BATCH),
+            skipped_barcodes: vec![],
+            listed_barcodes: vec![],
             report: ImportReport { mode: Some(mode), dry_run, ..Default::default() },
         })
     }
@@ -150,7 +170,12 @@ impl Node {
             let (item, warnings) = match parsed {
                 Ok(v) => v,
                 Err(e) => {
-                    s.skip(&row, e.to_string());
+                    // Stored barcodes passed the same check, so one that fails it names no item.
+                    let barcode = check_text("barcode", &row.barcode, 64, true).ok();
+                    s.skip(&row, barcode, e.to_string());
+                    if s.batch.len() + s.skipped_barcodes.len() >= STAGE_BATCH {
+                        self.flush(s).await?;
+                    }
                     continue;
                 }
             };
@@ -159,12 +184,13 @@ impl Node {
             }
             if let Some((first, _, _)) = s.seen.get(&item.barcode) {
                 let reason = format!("barcode {} already appears at {first}", item.barcode);
-                s.skip(&row, reason);
+                // The first row with this barcode is staged: nothing more to remember.
+                s.skip(&row, None, reason);
                 continue;
             }
             s.seen.insert(item.barcode.clone(), (row.source.clone(), row.record, row.offset));
             s.batch.push(item);
-            if s.batch.len() >= STAGE_BATCH {
+            if s.batch.len() + s.skipped_barcodes.len() >= STAGE_BATCH {
                 self.flush(s).await?;
             }
         }
@@ -172,13 +198,15 @@ impl Node {
     }
 
     async fn flush(&self, s: &mut ImportSession) -> Result<()> {
-        if s.batch.is_empty() {
+        if s.batch.is_empty() && s.skipped_barcodes.is_empty() {
             return Ok(());
         }
         let mut tx = self.store.begin().await?;
         Store::stage_items(&mut tx, &s.id, &s.batch).await?;
+        Store::stage_skipped(&mut tx, &s.id, &s.skipped_barcodes).await?;
         tx.commit().await?;
         s.batch.clear();
+        s.skipped_barcodes.clear();
         Ok(())
     }
 
@@ -198,6 +226,7 @@ impl Node {
             updated = s.report.updated,
             withdrawn = s.report.withdrawn,
             skipped = s.report.skipped,
+            kept_skipped = s.report.kept_skipped,
             "holdings import finished"
         );
         Ok(s.report)
@@ -218,6 +247,15 @@ impl Node {
                 let (withdrawn, kept) = Store::withdraw_missing(&mut tx, &s.id, now).await?;
                 r.withdrawn = withdrawn;
                 r.kept = kept;
+                let listed: Vec<&str> = s.listed_barcodes.iter().map(|(_, b)| b.as_str()).collect();
+                let (count, found) = Store::kept_as_skipped(&mut tx, &s.id, &listed).await?;
+                r.kept_skipped = count;
+                for (i, barcode) in &s.listed_barcodes {
+                    if found.contains(barcode) {
+                        let skip = &mut r.skips[*i];
+                        skip.reason = format!("{} (item {barcode} kept as it is, not withdrawn)", skip.reason);
+                    }
+                }
             }
             ImportMode::Delete => {
                 let (withdrawn, kept, missing) = Store::withdraw_listed(&mut tx, &s.id, now).await?;

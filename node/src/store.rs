@@ -227,6 +227,10 @@ pub struct OutboxRow {
     pub envelope: Envelope,
 }
 
+/// Added to an import's id to name the staging rows that hold the barcodes of the rows a
+/// replace skipped (see `Store::stage_skipped`).
+const SKIPPED: &str = "/skipped";
+
 /// The stored first answer to an inbound message.
 #[derive(Clone, Debug)]
 pub struct InboxRow {
@@ -512,6 +516,11 @@ impl Store {
     }
 
     // -- imports ------------------------------------------------------------------------
+    //
+    // An import stages its good rows in `import_staging` under its id. In a replace, the
+    // barcodes of rows the node skipped are staged too, under `{id}/skipped` (see
+    // `SKIPPED`), with every other field empty: they are only ever compared by barcode, so a
+    // full sync keeps those items instead of withdrawing them as missing from the file.
 
     /// Stage validated items of import `id` (one multi-row statement per call).
     pub async fn stage_items(conn: &mut SqliteConnection, id: &str, items: &[Item]) -> Result<()> {
@@ -551,6 +560,27 @@ impl Store {
             qb.push_values(chunk, |mut b, (barcode, isbn)| {
                 b.push_bind(id).push_bind(*barcode).push_bind(*isbn);
             });
+            qb.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Remember the barcodes of rows a replace skipped (see `SKIPPED`). A barcode already
+    /// remembered is ignored.
+    pub async fn stage_skipped(conn: &mut SqliteConnection, id: &str, barcodes: &[String]) -> Result<()> {
+        let ns = format!("{id}{SKIPPED}");
+        for chunk in barcodes.chunks(5000) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO import_staging (import_id, barcode, title, author, publisher, year, isbns, format,
+                   location, call_number, policy, status, title_key) ",
+            );
+            qb.push_values(chunk, |mut b, barcode| {
+                b.push_bind(&ns).push_bind(barcode);
+                for _ in 0..11 {
+                    b.push("''");
+                }
+            });
+            qb.push(" ON CONFLICT (import_id, barcode) DO NOTHING");
             qb.build().execute(&mut *conn).await?;
         }
         Ok(())
@@ -626,14 +656,50 @@ impl Store {
     }
 
     /// Withdraw live items that import `id` did not list (a full sync). Items on loan or
-    /// reserved are kept and returned instead.
+    /// reserved are kept and returned instead, and so are items whose row was skipped:
+    /// those are counted by `kept_as_skipped`.
     pub async fn withdraw_missing(
         conn: &mut SqliteConnection,
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<(u64, Vec<(String, ItemStatus)>)> {
-        let missing = "withdrawn = 0 AND NOT EXISTS (SELECT 1 FROM import_staging s WHERE s.import_id = ?1 AND s.barcode = items.barcode)";
-        Self::withdraw_where(conn, id, missing, now).await
+        let missing = format!(
+            "withdrawn = 0 AND NOT EXISTS (SELECT 1 FROM import_staging s
+               WHERE s.import_id IN (?1, ?1 || '{SKIPPED}') AND s.barcode = items.barcode)"
+        );
+        Self::withdraw_where(conn, id, &missing, now).await
+    }
+
+    /// The live items that a replace keeps only because their row was skipped (the barcode
+    /// was in the file, but no row with it was staged). Returns how many there are, and
+    /// which of `listed` are among them.
+    pub async fn kept_as_skipped(conn: &mut SqliteConnection, id: &str, listed: &[&str]) -> Result<(u64, Vec<String>)> {
+        let ns = format!("{id}{SKIPPED}");
+        // Each call binds the skipped namespace, then the import id, then any barcodes.
+        let kept = |select: &str| {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select);
+            qb.push(
+                " FROM import_staging k JOIN items i ON i.barcode = k.barcode AND i.withdrawn = 0 WHERE k.import_id = ",
+            );
+            qb.push_bind(ns.clone());
+            qb.push(" AND NOT EXISTS (SELECT 1 FROM import_staging s WHERE s.import_id = ");
+            qb.push_bind(id.to_owned());
+            qb.push(" AND s.barcode = k.barcode)");
+            qb
+        };
+        let count: i64 = kept("SELECT COUNT(*)").build_query_scalar().fetch_one(&mut *conn).await?;
+        if count == 0 || listed.is_empty() {
+            return Ok((count as u64, vec![]));
+        }
+        let mut qb = kept("SELECT k.barcode");
+        qb.push(" AND k.barcode IN (");
+        let mut args = qb.separated(", ");
+        for b in listed {
+            args.push_bind(b.to_string());
+        }
+        qb.push(")");
+        let found: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+        Ok((count as u64, found))
     }
 
     /// Withdraw the items import `id` listed. Returns (withdrawn, kept, barcodes not found).
@@ -680,9 +746,12 @@ impl Store {
         Ok((r.rows_affected(), kept))
     }
 
-    /// Remove an import's staging rows.
+    /// Remove an import's staging rows (the skipped barcodes too).
     pub async fn clear_staging(conn: &mut SqliteConnection, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM import_staging WHERE import_id = ?").bind(id).execute(&mut *conn).await?;
+        sqlx::query(&format!("DELETE FROM import_staging WHERE import_id IN (?1, ?1 || '{SKIPPED}')"))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("DELETE FROM import_staging_isbns WHERE import_id = ?").bind(id).execute(&mut *conn).await?;
         Ok(())
     }

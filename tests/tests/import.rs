@@ -1,5 +1,5 @@
-//! Holdings imports through the staff API: modes, dry runs, bad rows, and an import that is
-//! cut off (DESIGN §3, §7).
+//! Holdings imports through the staff API: modes, dry runs, bad rows (and a full sync that
+//! keeps the items of the rows it skipped), and an import that is cut off (DESIGN §3, §7).
 
 use rota_proto::staff::{self as spb, import_message::Body};
 use rota_tests::{TestNode, partner_up, request_isbn, start_node};
@@ -60,6 +60,20 @@ async fn count(node: &mut TestNode, query: &str) -> usize {
         .into_inner()
         .items
         .len()
+}
+
+/// Rows left in the node's staging tables (read straight from its database).
+async fn staged_rows(node: &TestNode) -> i64 {
+    let db = format!("sqlite://{}?mode=ro", node.data_dir.join("rota.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let n = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM import_staging) + (SELECT COUNT(*) FROM import_staging_isbns)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +166,86 @@ async fn replace_withdraws_what_is_gone_but_keeps_what_is_lent_and_dry_runs_writ
     let r = import(&mut uva, "delete", false, vec![del(&b3), del("NO-SUCH"), del("00000002")]).await;
     assert_eq!((r.withdrawn, r.skipped, r.kept.len()), (1, 1, 1), "{r:?}");
     assert!(r.skips[0].reason.contains("NO-SUCH"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_keeps_an_item_whose_row_the_node_skipped_and_says_why() {
+    let mut n = start_node("DGW").await;
+    let rows = fixture_rows();
+    let barcode = |i: usize| rows[i].item.as_ref().unwrap().barcode.clone();
+    let (a, b, c, d) = (barcode(0), barcode(1), barcode(2), barcode(3));
+    let r = import(&mut n, "upsert", false, rows[..4].to_vec()).await;
+    assert_eq!(r.created, 4, "{r:?}");
+    let before = n.staff.get_item(spb::BarcodeRequest { barcode: b.clone() }).await.unwrap().into_inner();
+
+    // The full sync lists A, B (with a policy the node refuses), C twice (first without a
+    // title, then moved to the annex) and a new barcode with a bad status. D is not in it.
+    let mut file = vec![rows[0].clone(), rows[1].clone(), rows[2].clone(), rows[2].clone(), rows[4].clone()];
+    file[1].item.as_mut().unwrap().policy = "sometimes".into();
+    file[1].item.as_mut().unwrap().location = "Annex".into();
+    file[2].item.as_mut().unwrap().title = String::new();
+    file[3].item.as_mut().unwrap().location = "Annex".into();
+    file[4].item.as_mut().unwrap().status = "lost_forever".into();
+    for (i, row) in file.iter_mut().enumerate() {
+        row.source = format!("line {}", i + 2);
+    }
+    for dry_run in [true, false] {
+        let r = import(&mut n, "replace", dry_run, file.clone()).await;
+        // Only D is withdrawn: B's row was skipped, so B is kept as it is.
+        assert_eq!((r.rows, r.created, r.updated, r.unchanged, r.withdrawn), (5, 0, 1, 1, 1), "{r:#?}");
+        assert_eq!(r.skipped, 3, "{r:#?}");
+        assert!(r.kept.is_empty(), "{r:#?}");
+        let reasons: Vec<(&str, &str)> = r.skips.iter().map(|s| (s.source.as_str(), s.reason.as_str())).collect();
+        assert_eq!(reasons.len(), 3);
+        assert_eq!(reasons[0].0, "line 3");
+        assert!(reasons[0].1.starts_with("policy: \"sometimes\" is not one of"), "{reasons:?}");
+        assert!(reasons[0].1.ends_with(&format!("(item {b} kept as it is, not withdrawn)")), "{reasons:?}");
+        // C was staged from its later row, and the new barcode names no item: nothing kept.
+        assert_eq!(reasons[1], ("line 4", "title: is required"));
+        assert_eq!(reasons[2].0, "line 6");
+        assert!(reasons[2].1.starts_with("status:") && !reasons[2].1.contains("kept"), "{reasons:?}");
+        // The skipped barcodes were staged apart, and are dropped with the rest.
+        assert_eq!(staged_rows(&n).await, 0, "dry run: {dry_run}");
+    }
+    // B is exactly as it was before the sync; C moved; D is gone; A is still there.
+    let kept = n.staff.get_item(spb::BarcodeRequest { barcode: b.clone() }).await.unwrap().into_inner();
+    assert_eq!(kept, before);
+    let moved = n.staff.get_item(spb::BarcodeRequest { barcode: c }).await.unwrap().into_inner();
+    assert_eq!(moved.location, "Annex");
+    let gone = n.staff.get_item(spb::BarcodeRequest { barcode: d }).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    assert!(n.staff.get_item(spb::BarcodeRequest { barcode: a }).await.is_ok());
+
+    // The skipped barcodes are forgotten with the import: the next full sync without B
+    // withdraws it.
+    let r = import(&mut n, "replace", false, vec![rows[0].clone(), rows[2].clone()]).await;
+    assert_eq!((r.withdrawn, r.skipped), (1, 0), "{r:#?}");
+    let gone = n.staff.get_item(spb::BarcodeRequest { barcode: b }).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_whose_rows_are_all_skipped_withdraws_nothing() {
+    let mut n = start_node("DGW").await;
+    // More skipped rows than one staging batch (1,500), each barcode twice.
+    let row = |i: usize, policy: &str| spb::ImportRow {
+        source: format!("line {i}"),
+        record: i as u64,
+        item: Some(spb::Item {
+            barcode: format!("BULK{:05}", i % 2000),
+            title: format!("Title {}", i % 2000),
+            policy: policy.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let r = import(&mut n, "upsert", false, (0..2000).map(|i| row(i, "")).collect()).await;
+    assert_eq!(r.created, 2000, "{r:?}");
+    let r = import(&mut n, "replace", false, (0..4000).map(|i| row(i, "sometimes")).collect()).await;
+    assert_eq!((r.rows, r.skipped, r.withdrawn, r.updated, r.unchanged), (4000, 4000, 0, 0, 0), "{r:?}");
+    assert!(r.skips[0].reason.ends_with("(item BULK00000 kept as it is, not withdrawn)"), "{:?}", r.skips[0]);
+    let stats = n.staff.holdings_stats(spb::Empty {}).await.unwrap().into_inner();
+    assert_eq!((stats.items, stats.withdrawn), (2000, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
