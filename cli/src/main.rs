@@ -257,6 +257,23 @@ Examples:
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
+    /// Say Hello to a partner's node and compare its terms with yours.
+    ///
+    /// Your node calls the partner's node over mutual TLS, as it does for requests, and
+    /// shows whether it answers, how fast, which protocol version it speaks, and both
+    /// agreements side by side: yours with the partner, and the partner's with you as its
+    /// node reports it. Then it lists every way the two do not fit, such as you borrowing
+    /// from a partner that does not lend to you. Nothing changes on either side. Run it
+    /// after both libraries have added each other's cards and set their agreements. The
+    /// exit status is 0 only when the partner answered and nothing needs fixing.
+    #[command(after_help = "\
+Examples:
+  rota partner check UVA
+  rota partner check UVA --json")]
+    Check {
+        /// The partner's institution symbol.
+        symbol: String,
+    },
     /// Remove a partner: its card is no longer trusted and it is no longer asked.
     #[command(after_help = "Example:\n  rota partner remove DGW")]
     Remove {

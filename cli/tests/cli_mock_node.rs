@@ -238,6 +238,29 @@ impl Staff for Mock {
             vec![closure("2026-12-24", "2027-01-02", "winter holidays"), closure("2027-03-01", "2027-03-01", "")];
         Ok(Response::new(p))
     }
+    async fn check_partner(&self, r: Request<SymbolRequest>) -> Reply<PartnerCheck> {
+        let symbol = r.into_inner().symbol;
+        let ours = Some(agreement());
+        Ok(Response::new(match symbol.as_str() {
+            "ABC" => PartnerCheck {
+                partner: symbol,
+                reachable: true,
+                protocol_version: "rota-peer/1".into(),
+                name: "Alphabet College".into(),
+                round_trip_ms: 3,
+                theirs: Some(Agreement { lend: false, ..agreement() }),
+                ours,
+                problems: vec!["you borrow from ABC, but it does not lend to you".into()],
+                ..Default::default()
+            },
+            _ => PartnerCheck {
+                partner: symbol,
+                error: "XYZ at https://xyz.example:7443 did not answer: Unavailable".into(),
+                ours,
+                ..Default::default()
+            },
+        }))
+    }
     async fn close_partner(&self, r: Request<ClosePartnerRequest>) -> Reply<Partner> {
         let r = r.into_inner();
         let mut p = partner();
@@ -971,6 +994,19 @@ fn partners() {
     assert_eq!(v["closures"][1]["from"], "2027-03-01");
     let v = json(&node.rota(&["partner", "list", "--json"]));
     assert_eq!(v[0]["closures"], serde_json::json!([]));
+
+    // A check prints both sides' terms and the problems, and fails so that scripts notice.
+    let out = node.rota(&["partner", "check", "ABC"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    for want in ["Alphabet College", "yes, in 3 ms", "rota-peer/1", "lends to the other", "you borrow from ABC"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 problem with ABC"), "{out:?}");
+    let out = node.rota(&["--json", "partner", "check", "XYZ"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["reachable"].as_bool(), v["theirs"].is_null()), (Some(false), true), "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("XYZ could not be reached"), "{out:?}");
 
     let err = fails(&node.rota(&["partner", "show", "QQQ"]));
     assert_eq!(err.trim_end(), "error: no partner QQQ");

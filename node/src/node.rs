@@ -87,6 +87,64 @@ pub struct LocateAnswer {
     pub copies: u32,
 }
 
+/// A partner node's answer to Hello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelloAnswer {
+    pub protocol_version: String,
+    pub name: String,
+    /// The partner's terms with us, as it has configured them.
+    pub agreement: Agreement,
+}
+
+/// Where our terms with `partner` and its terms with us (from its Hello) do not fit
+/// together, or the two nodes speak different protocol versions: one sentence each, for
+/// staff. Empty when the partnership will work as both sides expect.
+pub fn partnership_problems(
+    partner: &Symbol,
+    ours: &Agreement,
+    theirs: &HelloAnswer,
+    our_version: &str,
+) -> Vec<String> {
+    let t = &theirs.agreement;
+    let mut out = vec![];
+    if theirs.protocol_version != our_version {
+        out.push(format!(
+            "{partner} speaks {}, this node speaks {our_version}: upgrade the older node",
+            theirs.protocol_version
+        ));
+    }
+    if !ours.configured {
+        out.push(format!(
+            "you have not set an agreement with {partner}: you neither lend to it nor ask it \
+             (`rota agreement set {partner} --lend yes --borrow yes`)"
+        ));
+    }
+    if !t.configured {
+        out.push(format!("{partner} has not set an agreement with you yet: it neither lends to you nor asks you"));
+    }
+    if ours.configured && t.configured {
+        if ours.borrow && !t.lend {
+            out.push(format!(
+                "you borrow from {partner}, but it does not lend to you: it will answer your requests Unfilled \
+                 (PolicyProblem)"
+            ));
+        }
+        if t.borrow && !ours.lend {
+            out.push(format!(
+                "{partner} borrows from you, but you do not lend to it: your node answers its requests Unfilled \
+                 (PolicyProblem)"
+            ));
+        }
+        if t.lend && !ours.borrow {
+            out.push(format!("{partner} lends to you, but you do not borrow from it: it is left out of your rotas"));
+        }
+        if ours.lend && !t.borrow {
+            out.push(format!("you lend to {partner}, but it does not borrow from you: it will not ask you"));
+        }
+    }
+    out
+}
+
 /// Where a rotation writes the new key and certificate before moving them into place.
 fn next_paths(config: &Config) -> (std::path::PathBuf, std::path::PathBuf) {
     (config.tls_dir().join("node.key.next"), config.tls_dir().join("node.pem.next"))

@@ -185,3 +185,110 @@ async fn a_key_file_others_can_read_stops_the_node() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }
+
+/// `rota partner check`: Hello over the real partner channel, with both agreements compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_check_says_hello_and_finds_agreements_that_do_not_fit() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    let check = |node: &TestNode, sym: &str| {
+        let mut s = node.staff.clone();
+        let sym = sym.to_owned();
+        async move { s.check_partner(spb::SymbolRequest { symbol: sym }).await.unwrap().into_inner() }
+    };
+    // DGW has UVA's card, but UVA does not have DGW's yet: UVA refuses the handshake.
+    dgw.add_partner(&mut uva, "p2p", 100).await;
+    let c = check(&dgw, "UVA").await;
+    assert!(!c.reachable && c.error.starts_with("UVA at https://127.0.0.1:"), "{c:?}");
+    assert!(c.problems.is_empty() && c.theirs.is_none(), "{c:?}");
+
+    // UVA adds DGW but sets no agreement.
+    let card = dgw.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+    uva.staff
+        .add_partner(spb::AddPartnerRequest {
+            card_text: card.text,
+            tier: "p2p".into(),
+            priority: 100,
+            expected_fingerprint: card.fingerprint,
+        })
+        .await
+        .unwrap();
+    let c = check(&dgw, "UVA").await;
+    assert!(c.reachable, "{c:?}");
+    assert_eq!((c.protocol_version.as_str(), c.name.as_str()), (rota_proto::PROTOCOL_VERSION, "UVA Test Library"));
+    assert_eq!(c.problems, ["UVA has not set an agreement with you yet: it neither lends to you nor asks you"]);
+    assert!(!c.theirs.unwrap().configured);
+
+    // UVA borrows from DGW but lends nothing: each side sees the mismatch from its own end.
+    uva.staff
+        .set_agreement(spb::SetAgreementRequest {
+            partner: "DGW".into(),
+            lend: Some(false),
+            borrow: Some(true),
+            loan_days: Some(21),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let c = check(&dgw, "UVA").await;
+    let theirs = c.theirs.clone().unwrap();
+    assert_eq!((theirs.lend, theirs.borrow, theirs.loan_days), (false, true, 21));
+    assert_eq!(
+        c.problems,
+        ["you borrow from UVA, but it does not lend to you: it will answer your requests Unfilled (PolicyProblem)"]
+    );
+    let c = check(&uva, "DGW").await;
+    assert_eq!(
+        c.problems,
+        ["DGW borrows from you, but you do not lend to it: your node answers its requests Unfilled (PolicyProblem)"]
+    );
+    // Once the terms fit, there is nothing to report.
+    uva.staff
+        .set_agreement(spb::SetAgreementRequest { partner: "DGW".into(), lend: Some(true), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(check(&dgw, "UVA").await.problems.is_empty());
+    assert!(check(&uva, "DGW").await.problems.is_empty());
+
+    // A suspended partner is not dialled at all; an unknown one is an error naming it.
+    dgw.staff
+        .set_partner_status(spb::SetPartnerStatusRequest { symbol: "UVA".into(), status: "suspended".into() })
+        .await
+        .unwrap();
+    let c = check(&dgw, "UVA").await;
+    assert!(!c.reachable && c.error.contains("suspended"), "{c:?}");
+    let e = dgw.staff.check_partner(spb::SymbolRequest { symbol: "XYZ".into() }).await.unwrap_err();
+    assert!(e.message().contains("XYZ"), "{e:?}");
+}
+
+/// A Hello whose agreement breaks the bounds is refused, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_with_impossible_terms_is_refused_by_field() {
+    let mut dgw = start_node("DGW").await;
+    let mut uva = start_node("UVA").await;
+    partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
+    let mut peer = uva.peer_client_to(&dgw).await.unwrap();
+    let view = pb::AgreementView {
+        configured: true,
+        lend: true,
+        borrow: true,
+        loan_days: 28,
+        renewals: 1,
+        max_outstanding: 50,
+        formats: vec!["book".into()],
+        expiry_seconds: 86_400,
+    };
+    let ok = peer.hello(pb::HelloRequest { agreement: Some(view.clone()), ..hello("UVA") }).await.unwrap();
+    assert_eq!(ok.into_inner().symbol, "DGW");
+    for (bad, field) in [
+        (pb::AgreementView { loan_days: 0, ..view.clone() }, "agreement.loan_days"),
+        (pb::AgreementView { formats: vec!["Not A Format!".into()], ..view.clone() }, "agreement.formats"),
+        (pb::AgreementView { expiry_seconds: u64::MAX, ..view.clone() }, "agreement.expiry_seconds"),
+    ] {
+        let e = peer.hello(pb::HelloRequest { agreement: Some(bad), ..hello("UVA") }).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let e = peer.hello(pb::HelloRequest { protocol_version: "x".repeat(100), ..hello("UVA") }).await.unwrap_err();
+    assert!(e.message().starts_with("protocol_version"), "{}", e.message());
+}

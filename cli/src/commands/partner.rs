@@ -9,7 +9,7 @@ use super::or_empty;
 
 use crate::PartnerCmd;
 use crate::context::{Ctx, RpcResult};
-use crate::output::{partner_json, print_json, print_partner, table, yes_no};
+use crate::output::{agreement_json, formats, partner_json, print_fields, print_json, print_partner, table, yes_no};
 
 pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
     match cmd {
@@ -111,6 +111,7 @@ pub async fn run(ctx: &Ctx, cmd: PartnerCmd) -> anyhow::Result<()> {
             println!("partner {} ({}) is left out of new rotas from {from} to {to}\n", p.symbol, p.name);
             print_partner(&p);
         }
+        PartnerCmd::Check { symbol } => check(ctx, symbol).await?,
         PartnerCmd::Remove { symbol } => {
             let mut node = ctx.connect().await?;
             let p = node.client.remove_partner(SymbolRequest { symbol }).await.rpc(&node.url)?;
@@ -132,4 +133,81 @@ async fn set_status(ctx: &Ctx, symbol: String, status: &str) -> anyhow::Result<(
     }
     println!("partner {} ({}) is now {}", p.symbol, p.name, p.status);
     Ok(())
+}
+
+async fn check(ctx: &Ctx, symbol: String) -> anyhow::Result<()> {
+    let mut node = ctx.connect().await?;
+    let c = node.client.check_partner(SymbolRequest { symbol }).await.rpc(&node.url)?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "partner": c.partner,
+            "reachable": c.reachable,
+            "error": c.error,
+            "protocol_version": c.protocol_version,
+            "name": c.name,
+            "round_trip_ms": c.round_trip_ms,
+            "ours": c.ours.as_ref().map(agreement_json),
+            "theirs": c.theirs.as_ref().map(agreement_json),
+            "problems": c.problems,
+        }))?;
+    } else {
+        print_check(&c);
+    }
+    if !c.reachable {
+        bail!("{} could not be reached: {}", c.partner, c.error);
+    }
+    if !c.problems.is_empty() {
+        let n = c.problems.len();
+        bail!("{n} problem{} with {}: see above", if n == 1 { "" } else { "s" }, c.partner);
+    }
+    Ok(())
+}
+
+fn print_check(c: &rota_proto::staff::PartnerCheck) {
+    if !c.reachable {
+        print_fields(&[("partner", c.partner.clone()), ("reachable", format!("no: {}", c.error))]);
+        return;
+    }
+    print_fields(&[
+        ("partner", format!("{} ({})", c.partner, c.name)),
+        ("reachable", format!("yes, in {} ms", c.round_trip_ms)),
+        ("protocol", c.protocol_version.clone()),
+    ]);
+    let (Some(ours), Some(theirs)) = (&c.ours, &c.theirs) else { return };
+    let terms = |a: &rota_proto::staff::Agreement| -> [String; 7] {
+        if !a.configured {
+            return std::array::from_fn(|i| if i == 0 { "no agreement yet".to_owned() } else { "-".to_owned() });
+        }
+        [
+            yes_no(a.lend),
+            yes_no(a.borrow),
+            a.loan_days.to_string(),
+            a.renewals.to_string(),
+            a.max_outstanding.to_string(),
+            formats(&a.formats),
+            crate::duration::format_duration(a.expiry_seconds),
+        ]
+    };
+    let mut t = table(["", "you", c.partner.as_str()]);
+    let labels = [
+        "lends to the other",
+        "borrows from the other",
+        "loan days",
+        "renewals",
+        "max outstanding",
+        "formats lent",
+        "expiry",
+    ];
+    for ((label, you), them) in labels.iter().zip(terms(ours)).zip(terms(theirs)) {
+        t.add_row([label.to_string(), you, them]);
+    }
+    println!("\n{t}");
+    if c.problems.is_empty() {
+        println!("\nThe two agreements fit together.");
+    } else {
+        println!("\nProblems:");
+        for p in &c.problems {
+            println!("  - {p}");
+        }
+    }
 }

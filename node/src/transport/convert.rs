@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use crate::domain::{
     Agreement, Citation, FieldError, Item, RawCitation, RawItem, ReasonForMessage, ReasonUnfilled, RequesterAction,
-    SupplierStatus, check_date, check_text,
+    SupplierStatus, Symbol, check_date, check_format, check_text,
 };
 use crate::message::{Body, Confirmation, ConfirmationError, Envelope, RequestBody, RequesterBody, SupplierBody};
-use crate::node::{LocateAnswer, PartnerView};
+use crate::node::{HelloAnswer, LocateAnswer, PartnerView};
 use crate::store::{BorrowingRecord, LendingRecord, TimelineEntry, ms};
 
 /// Largest sequence number accepted.
@@ -386,6 +386,66 @@ pub fn locate_from_proto(r: &pb::LocateResponse) -> LocateAnswer {
         available: r.available,
         reason: reason_from_proto("reason", r.reason).ok().flatten(),
         copies: r.copies.min(10_000),
+    }
+}
+
+/// One side's view of an agreement, as Hello carries it: checked like any wire value, with
+/// the bounds staff are held to when they set an agreement.
+pub fn agreement_from_view(v: pb::AgreementView) -> Result<Agreement, FieldError> {
+    let pb::AgreementView { configured, lend, borrow, loan_days, renewals, max_outstanding, formats, expiry_seconds } =
+        v;
+    let range = |field: &str, n: u64, lo: u64, hi: u64| {
+        if (lo..=hi).contains(&n) { Ok(()) } else { Err(FieldError::new(field, format!("{n} is outside {lo}..={hi}"))) }
+    };
+    range("loan_days", loan_days.into(), 1, 365)?;
+    range("renewals", renewals.into(), 0, 20)?;
+    range("max_outstanding", max_outstanding.into(), 1, 100_000)?;
+    range("expiry_seconds", expiry_seconds, 1, 90 * 86_400)?;
+    if formats.len() > 64 {
+        return Err(FieldError::new("formats", format!("{} formats is more than 64", formats.len())));
+    }
+    let formats = formats.iter().map(|f| check_format("formats", f)).collect::<Result<_, _>>()?;
+    Ok(Agreement { configured, lend, borrow, loan_days, renewals, max_outstanding, formats, expiry_seconds })
+}
+
+/// A partner's Hello: the protocol version and name it gives, and its terms with us. The
+/// symbol must be the partner's own.
+pub fn hello_from_proto(r: pb::HelloResponse, partner: &Symbol) -> Result<HelloAnswer, FieldError> {
+    let pb::HelloResponse { protocol_version, symbol, name, agreement } = r;
+    if symbol != partner.as_str() {
+        return Err(FieldError::new(
+            "symbol",
+            format!("{:?} is not {partner}", symbol.chars().take(32).collect::<String>()),
+        ));
+    }
+    Ok(HelloAnswer {
+        protocol_version: check_text("protocol_version", &protocol_version, 32, true)?,
+        name: check_text("name", &name, 200, true)?,
+        agreement: agreement_from_view(agreement.ok_or_else(|| FieldError::new("agreement", "is required"))?)
+            .map_err(|e| e.within("agreement"))?,
+    })
+}
+
+pub fn staff_partner_check(
+    partner: &Symbol,
+    ours: &Agreement,
+    answer: &Result<(HelloAnswer, u32), String>,
+    problems: Vec<String>,
+) -> spb::PartnerCheck {
+    let (reachable, error, version, name, rtt, theirs) = match answer {
+        Ok((h, ms)) => (true, String::new(), h.protocol_version.clone(), h.name.clone(), *ms, Some(&h.agreement)),
+        Err(e) => (false, e.clone(), String::new(), String::new(), 0, None),
+    };
+    spb::PartnerCheck {
+        partner: partner.to_string(),
+        reachable,
+        error,
+        protocol_version: version,
+        name,
+        round_trip_ms: rtt,
+        ours: Some(staff_agreement(partner.as_str(), ours)),
+        theirs: theirs.map(|a| staff_agreement(partner.as_str(), a)),
+        problems,
     }
 }
 

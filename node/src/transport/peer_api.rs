@@ -7,6 +7,7 @@ use rota_proto::peer::peer_server::Peer;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::domain::check_text;
 use crate::node::Node;
 use crate::transport::convert;
 use crate::transport::server::partner;
@@ -30,9 +31,14 @@ impl Peer for PeerApi {
         let pb::HelloRequest { protocol_version, symbol, agreement } = req.into_inner();
         if symbol != from.as_str() {
             return Err(Status::invalid_argument(format!(
-                "symbol: {symbol:?} does not match your certificate ({from})"
+                "symbol: {:?} does not match your certificate ({from})",
+                symbol.chars().take(32).collect::<String>()
             )));
         }
+        let protocol_version = check_text("protocol_version", &protocol_version, 32, true).map_err(invalid)?;
+        let agreement = agreement
+            .map(|a| convert::agreement_from_view(a).map_err(|e| invalid(e.within("agreement"))))
+            .transpose()?;
         if let Some(theirs) = agreement
             && ours.configured
             && theirs.configured
@@ -40,7 +46,7 @@ impl Peer for PeerApi {
         {
             tracing::warn!(partner = %from, "agreement mismatch: their lend/borrow is the reverse of ours");
         }
-        tracing::info!(partner = %from, version = %protocol_version.chars().take(32).collect::<String>(), "hello");
+        tracing::info!(partner = %from, version = %protocol_version, "hello");
         Ok(Response::new(pb::HelloResponse {
             protocol_version: rota_proto::PROTOCOL_VERSION.into(),
             symbol: self.node.symbol().to_string(),

@@ -373,6 +373,38 @@ impl Staff for StaffApi {
         }))
     }
 
+    async fn check_partner(&self, req: Request<pb::SymbolRequest>) -> R<pb::PartnerCheck> {
+        staff_user(&req)?;
+        let sym = symbol("symbol", &req.into_inner().symbol)?;
+        let view = self.node.partner(&sym).await?;
+        let ours = view.agreement.clone();
+        let answer = match self.identity.channels.get(&sym) {
+            None => Err(format!("{sym} is {}: resume it first with `rota partner resume {sym}`", view.partner.status)),
+            Some(channel) => {
+                let hello = rota_proto::peer::HelloRequest {
+                    protocol_version: rota_proto::PROTOCOL_VERSION.into(),
+                    symbol: self.node.symbol().to_string(),
+                    agreement: Some(convert::agreement_view(&ours)),
+                };
+                let started = std::time::Instant::now();
+                match rota_proto::peer::peer_client::PeerClient::new(channel).hello(hello).await {
+                    Ok(r) => convert::hello_from_proto(r.into_inner(), &sym)
+                        .map(|h| (h, u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)))
+                        .map_err(|e| format!("{sym} answered with a malformed Hello: {e}")),
+                    Err(s) => Err(format!("{sym} at {} did not answer: {:?}: {}", view.partner.endpoint, s.code(), {
+                        s.message().chars().take(300).collect::<String>()
+                    })),
+                }
+            }
+        };
+        let problems = match &answer {
+            Ok((h, _)) => crate::node::partnership_problems(&sym, &ours, h, rota_proto::PROTOCOL_VERSION),
+            Err(_) => vec![],
+        };
+        tracing::info!(partner = %sym, reachable = answer.is_ok(), problems = problems.len(), "partner checked");
+        Ok(Response::new(convert::staff_partner_check(&sym, &ours, &answer, problems)))
+    }
+
     async fn close_partner(&self, req: Request<pb::ClosePartnerRequest>) -> R<pb::Partner> {
         let user = staff_user(&req)?;
         let pb::ClosePartnerRequest { symbol: s, from, to, note } = req.into_inner();
