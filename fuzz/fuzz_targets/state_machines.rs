@@ -7,8 +7,8 @@ use rota_node::domain::{ReasonForMessage, ReasonUnfilled, RequesterAction, Suppl
 use rota_node::machine::*;
 use rota_node::message::SupplierBody;
 
-fn in_table(table: &[(&str, &str, &str)], from: &str, event: &str, to: &str) -> bool {
-    table.iter().any(|(a, b, c)| *a == from && *b == event && *c == to)
+fn in_table(table: &[(&str, &str, &str, &str)], from: &str, event: &str, to: &str) -> bool {
+    table.iter().any(|(a, b, c, _)| *a == from && *b == event && *c == to)
 }
 
 fuzz_target!(|data: &[u8]| {

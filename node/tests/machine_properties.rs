@@ -113,11 +113,18 @@ impl World {
         let late = matches!(&e, BorrowingEvent::Answer { from, .. } if !before.answer_is_current(from));
         assert!(
             (late && step.state == before.state)
-                || in_table(BORROWING_TRANSITIONS, before.state.as_str(), &e.label(), step.state.as_str()),
-            "borrowing {:?} --{}--> {:?} is not in the table",
+                || in_table(
+                    BORROWING_TRANSITIONS,
+                    before.state.as_str(),
+                    &e.label(),
+                    step.state.as_str(),
+                    &step.does()
+                ),
+            "borrowing {:?} --{}--> {:?} ({}) is not in the table",
             before.state,
             e.label(),
-            step.state
+            step.state,
+            step.does()
         );
         assert!(!borrowing_ended(before.state) || step.state == before.state, "ended request {r} moved: {e:?}");
         assert!(step.position >= before.position, "request {r}: rota position went back");
@@ -156,11 +163,12 @@ impl World {
         }
         let Ok(step) = lending_step(&view, &e) else { return };
         assert!(
-            in_table(LENDING_TRANSITIONS, view.state.as_str(), &e.label(), step.state.as_str()),
-            "lending {:?} --{}--> {:?} is not in the table",
+            in_table(LENDING_TRANSITIONS, view.state.as_str(), &e.label(), step.state.as_str(), &step.does()),
+            "lending {:?} --{}--> {:?} ({}) is not in the table",
             view.state,
             e.label(),
-            step.state
+            step.state,
+            step.does()
         );
         assert!(!lending_ended(view.state) || step.state == view.state, "ended lending {r}/{l} moved: {e:?}");
         // Apply holdings effects exactly as the node does: each must find the copy as expected.
@@ -387,8 +395,8 @@ impl World {
     }
 }
 
-fn in_table(table: &[(&str, &str, &str)], from: &str, event: &str, to: &str) -> bool {
-    table.iter().any(|(f, e, t)| *f == from && *e == event && *t == to)
+fn in_table(table: &[(&str, &str, &str, &str)], from: &str, event: &str, to: &str, does: &str) -> bool {
+    table.iter().any(|(f, e, t, d)| *f == from && *e == event && *t == to && *d == does)
 }
 
 /// States a borrowing request never leaves. (Staff may still close an `unfilled` one.)

@@ -299,7 +299,7 @@ fn marked(timeline: &[spb::TimelineEvent], step: &Step) -> bool {
 /// step may leave several notes, and self-loops leave one), so a step that returned to the
 /// state it left and lost its note would not show here; the scripted steps are checked by
 /// their own entries (`marked`).
-fn gap(timeline: &[spb::TimelineEvent], first: &str, now: &str, table: &[(&str, &str, &str)]) -> Option<String> {
+fn gap(timeline: &[spb::TimelineEvent], first: &str, now: &str, table: &[(&str, &str, &str, &str)]) -> Option<String> {
     let (Some(start), Some(end)) = (timeline.first(), timeline.last()) else {
         return Some("empty timeline".into());
     };
@@ -311,7 +311,7 @@ fn gap(timeline: &[spb::TimelineEvent], first: &str, now: &str, table: &[(&str, 
     }
     timeline
         .windows(2)
-        .find(|w| w[0].state != w[1].state && !table.iter().any(|(f, _, t)| *f == w[0].state && *t == w[1].state))
+        .find(|w| w[0].state != w[1].state && !table.iter().any(|(f, _, t, _)| *f == w[0].state && *t == w[1].state))
         .map(|w| format!("{} -> {} ({}: {}) is no row of the table", w[0].state, w[1].state, w[1].event, w[1].detail))
 }
 
