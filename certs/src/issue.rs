@@ -203,6 +203,41 @@ mod tests {
         assert!(!format!("{node:?}").contains("PRIVATE KEY"));
     }
 
+    /// DESIGN §2: the node certificate names its hosts (DNS and IP) and its institution, and
+    /// serves both ends of a TLS connection; a staff certificate is for clients only.
+    #[test]
+    fn node_certificates_carry_dns_and_ip_names_and_both_ekus() {
+        use x509_parser::extensions::GeneralName;
+        use x509_parser::prelude::FromDer;
+        let sym = Symbol::parse("US-DGW").unwrap();
+        let ca = CaBundle::generate(&sym, "x").unwrap();
+        let node = ca.issue_node(&sym, &["rota.library.example.edu".into(), "10.0.0.7".into()]).unwrap();
+        let d = der(&node.cert_pem);
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&d).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        let names: Vec<String> = san
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => format!("dns:{d}"),
+                GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                GeneralName::URI(u) => format!("uri:{u}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert!(names.contains(&"dns:rota.library.example.edu".to_owned()), "{names:?}");
+        assert!(names.contains(&"ip:[10, 0, 0, 7]".to_owned()), "{names:?}");
+        assert!(names.contains(&"uri:urn:rota:inst:US-DGW".to_owned()), "{names:?}");
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && eku.client_auth, "{eku:?}");
+        let user = StaffUser::parse("jane").unwrap();
+        let staff = ca.issue_staff(&sym, &user).unwrap();
+        let d = der(&staff.cert_pem);
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&d).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth, "{eku:?}");
+    }
+
     #[test]
     fn garbage_csr_is_refused() {
         let sym = Symbol::parse("DGW").unwrap();
