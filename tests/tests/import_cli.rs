@@ -240,3 +240,27 @@ async fn an_import_interrupted_with_ctrl_c_applies_nothing_and_a_rerun_completes
     assert_eq!(r["created"], 150_000, "{r}");
     assert_eq!(n.items(), 150_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_bar_shows_on_a_terminal_and_stays_out_of_pipes() {
+    let root = tempfile::tempdir().unwrap();
+    let n = Node::start(root.path()).await;
+    let file = fixture("loc-20.mrc");
+    // Output to a pipe or a file (a script, cron): no progress bar, only the report.
+    let out = n.rota().args(["holdings", "import", "--dry-run"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("ETA") && !err.contains('\r'), "no bar when stderr is not a terminal: {err:?}");
+    // On a terminal (`script` runs the command on a pseudo-terminal and copies what it shows).
+    let command = format!(
+        "{} --profile {} holdings import --dry-run {}",
+        n.bins.join("rota").display(),
+        n.profile.display(),
+        file.display()
+    );
+    let out = Command::new("script").args(["-qec", &command, "/dev/null"]).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("ETA"), "the bar is drawn on a terminal: {screen:?}");
+    assert!(screen.contains("records read: 20"), "{screen:?}");
+}
