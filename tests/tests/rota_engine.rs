@@ -2,7 +2,7 @@
 //! self-ownership check (DESIGN §5).
 
 use rota_proto::staff as spb;
-use rota_tests::{NodeOptions, partner_up, request_isbn, start_node, start_node_with};
+use rota_tests::{NodeOptions, TestNode, partner_up, request_isbn, start_node, start_node_with};
 
 const ISBN: &str = "0914520407";
 
@@ -158,10 +158,15 @@ async fn an_unreachable_lender_is_asked_last_in_its_tier() {
     assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "BBB");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn balance_asks_the_lender_we_have_burdened_least_first() {
+/// DGW ordering its rota by `strategy`, with AAA and BBB as p2p partners.
+async fn borrower_with_two_lenders(strategy: &str) -> (TestNode, TestNode, TestNode) {
+    let edit = match strategy {
+        "balance" => "strategy = \"balance\"",
+        "performance" => "strategy = \"performance\"",
+        other => panic!("no strategy {other}"),
+    };
     let opts = NodeOptions {
-        config_edits: vec![("tick_ms = 1000", "tick_ms = 25"), ("strategy = \"priority\"", "strategy = \"balance\"")],
+        config_edits: vec![("tick_ms = 1000", "tick_ms = 25"), ("strategy = \"priority\"", edit)],
         ..Default::default()
     };
     let mut dgw = start_node_with("DGW", opts).await;
@@ -169,6 +174,27 @@ async fn balance_asks_the_lender_we_have_burdened_least_first() {
     let mut bbb = start_node("BBB").await;
     partner_up(&mut dgw, &mut aaa, "p2p", "p2p").await;
     partner_up(&mut dgw, &mut bbb, "p2p", "p2p").await;
+    (dgw, aaa, bbb)
+}
+
+/// The strategy a preview used, and the lenders it would ask, in order.
+async fn preview_order(dgw: &mut TestNode) -> (String, Vec<String>) {
+    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
+    (p.strategy, p.entries.into_iter().filter(|e| e.included).map(|e| e.partner).collect())
+}
+
+/// `lender` ships request `id`, and the borrower sees it.
+async fn ship(lender: &mut TestNode, dgw: &mut TestNode, id: &str) {
+    lender
+        .lend_act(spb::LendingActionRequest { id: id.into(), action: "ship".into(), ..Default::default() })
+        .await
+        .unwrap();
+    dgw.wait_state(id, "shipped").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_asks_the_lender_we_have_burdened_least_first() {
+    let (mut dgw, mut aaa, mut bbb) = borrower_with_two_lenders("balance").await;
     for n in [&mut aaa, &mut bbb] {
         let sym = n.symbol.clone();
         for i in 0..3 {
@@ -178,52 +204,28 @@ async fn balance_asks_the_lender_we_have_burdened_least_first() {
     // By priority (equal) and symbol, AAA is first. AAA lends to us once...
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "AAA");
-    aaa.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() })
-        .await
-        .unwrap();
-    dgw.wait_state(&id, "shipped").await;
+    ship(&mut aaa, &mut dgw, &id).await;
     // ...so with `balance`, BBB (which has lent us nothing) is asked first next time.
-    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
-    assert_eq!(p.strategy, "balance");
-    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
-    assert_eq!(order, ["BBB", "AAA"]);
+    assert_eq!(preview_order(&mut dgw).await, ("balance".to_owned(), vec!["BBB".to_owned(), "AAA".to_owned()]));
     let next = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     assert_eq!(dgw.wait_state(&next, "will_supply").await.supplier, "BBB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn performance_asks_the_lender_that_fills_most_first() {
-    let opts = NodeOptions {
-        config_edits: vec![
-            ("tick_ms = 1000", "tick_ms = 25"),
-            ("strategy = \"priority\"", "strategy = \"performance\""),
-        ],
-        ..Default::default()
-    };
-    let mut dgw = start_node_with("DGW", opts).await;
-    let mut aaa = start_node("AAA").await;
-    let mut bbb = start_node("BBB").await;
-    partner_up(&mut dgw, &mut aaa, "p2p", "p2p").await;
-    partner_up(&mut dgw, &mut bbb, "p2p", "p2p").await;
+    let (mut dgw, mut aaa, mut bbb) = borrower_with_two_lenders("performance").await;
     // AAA holds the book, but its copy is out: it stays in the rota (NotOnShelf) and says no.
     aaa.add_item("AAA-0", "Glad reunion", ISBN, "on_loan").await;
     bbb.add_item("BBB-0", "Glad reunion", ISBN, "available").await;
     bbb.add_item("BBB-1", "Glad reunion", ISBN, "available").await;
     // With no history, ties go by priority (equal) and symbol: AAA is asked first.
-    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
-    assert_eq!(p.strategy, "performance");
-    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
-    assert_eq!(order, ["AAA", "BBB"]);
+    let order = |a: &str, b: &str| ("performance".to_owned(), vec![a.to_owned(), b.to_owned()]);
+    assert_eq!(preview_order(&mut dgw).await, order("AAA", "BBB"));
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     assert_eq!(dgw.wait_state(&id, "will_supply").await.supplier, "BBB");
-    bbb.lend_act(spb::LendingActionRequest { id: id.clone(), action: "ship".into(), ..Default::default() })
-        .await
-        .unwrap();
-    dgw.wait_state(&id, "shipped").await;
+    ship(&mut bbb, &mut dgw, &id).await;
     // AAA has filled none of one request, BBB one of one: BBB now comes first.
-    let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();
-    let order: Vec<&str> = p.entries.iter().filter(|e| e.included).map(|e| e.partner.as_str()).collect();
-    assert_eq!(order, ["BBB", "AAA"], "{p:?}");
+    assert_eq!(preview_order(&mut dgw).await, order("BBB", "AAA"));
     let next = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
     let b = dgw.wait_state(&next, "will_supply").await;
     assert_eq!(b.supplier, "BBB");
