@@ -226,14 +226,24 @@ impl TestNode {
 
     /// Wait until borrowing request `id` reaches `state`.
     pub async fn wait_state(&mut self, id: &str, state: &str) -> spb::BorrowingRequest {
+        self.wait_request(id, &format!("request {id} to be {state}"), |r| r.state == state).await
+    }
+
+    /// Wait until borrowing request `id` satisfies `ok`; `what` names the wait if it fails.
+    pub async fn wait_request(
+        &mut self,
+        id: &str,
+        what: &str,
+        ok: impl Fn(&spb::BorrowingRequest) -> bool,
+    ) -> spb::BorrowingRequest {
         let staff = self.staff.clone();
-        eventually(&format!("request {id} to be {state}"), PATIENCE, || {
+        let ok = &ok;
+        eventually(what, PATIENCE, || {
             let mut s = staff.clone();
             let id = id.to_owned();
-            let state = state.to_owned();
             async move {
                 let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
-                (r.state == state).then_some(r)
+                ok(&r).then_some(r)
             }
         })
         .await

@@ -136,16 +136,7 @@ async fn a_promised_copy_not_shipped_within_the_window_goes_back_on_the_shelf() 
     assert!(l.timeline.iter().any(|e| e.event == "expired" && e.detail.contains("U-1 back on the shelf")), "{l:#?}");
     assert_eq!(uva.item_status("U-1").await, "available");
     // DGW was already `will_supply` (from UVA): wait for the promise to come from AAA.
-    let staff = dgw.staff.clone();
-    let b = eventually("DGW to roll on to AAA", PATIENCE, || {
-        let mut s = staff.clone();
-        let id = id.clone();
-        async move {
-            let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
-            (r.state == "will_supply" && r.supplier == "AAA").then_some(r)
-        }
-    })
-    .await;
+    let b = dgw.wait_request(&id, "DGW to roll on to AAA", |r| r.state == "will_supply" && r.supplier == "AAA").await;
     assert_eq!(
         (b.rota[0].partner.as_str(), b.rota[0].outcome.as_str(), b.rota[0].reason.as_str()),
         ("UVA", "unfilled", "NotAvailableForILL")

@@ -351,16 +351,11 @@ async fn overdue_fires_from_the_due_date_on_both_sides() {
     dgw.wait_state(&id, "overdue").await;
     // Both sides' timers fire, and the lender also tells the borrower: DGW's timeline shows
     // UVA's Overdue notice, whichever came first.
-    let staff = dgw.staff.clone();
-    let b = eventually("DGW to record UVA's Overdue notice", PATIENCE, || {
-        let mut s = staff.clone();
-        let id = id.clone();
-        async move {
-            let r = s.get_request(spb::IdRequest { id }).await.ok()?.into_inner();
-            r.timeline.iter().any(|e| e.actor == "partner:UVA" && e.detail.contains("Overdue")).then_some(r)
-        }
-    })
-    .await;
+    let b = dgw
+        .wait_request(&id, "DGW to record UVA's Overdue notice", |r| {
+            r.timeline.iter().any(|e| e.actor == "partner:UVA" && e.detail.contains("Overdue"))
+        })
+        .await;
     assert_eq!(b.state, "overdue", "{:#?}", b.timeline);
     let todo = dgw.staff.todo(spb::Empty {}).await.unwrap().into_inner().items;
     assert!(todo.iter().any(|t| t.id == id && t.state == "overdue"), "{todo:?}");
