@@ -578,7 +578,7 @@ Then follow it with:
         /// Only requests in this state.
         #[arg(long, value_name = "STATE")]
         status: Option<String>,
-        /// At most this many requests.
+        /// At most this many requests (the node gives at most 10,000).
         #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
     },
@@ -737,11 +737,14 @@ pub struct PreviewArgs {
 #[derive(Subcommand, Debug)]
 pub enum LendingCmd {
     /// List requests partner libraries have sent you, newest first.
-    #[command(after_help = "Examples:\n  rota lending list\n  rota lending list --status will_supply")]
+    #[command(after_help = "Examples:\n  rota lending list\n  rota lending list --status will_supply --limit 200")]
     List {
         /// Only requests in this state.
         #[arg(long, value_name = "STATE")]
         status: Option<String>,
+        /// At most this many requests (the node gives at most 10,000).
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
     },
     /// Show a lending request: the borrower, the item matched, and the timeline.
     #[command(after_help = "Example:\n  rota lending show DGU-42")]

@@ -45,6 +45,7 @@ struct Seen {
     borrowing_actions: Vec<BorrowingActionRequest>,
     lending_actions: Vec<LendingActionRequest>,
     stats: Option<StatsRequest>,
+    lists: Vec<ListRequest>,
 }
 
 /// What the mock node was sent by `rota holdings import`.
@@ -405,7 +406,8 @@ impl Staff for Mock {
             strategy: "balance".into(),
         }))
     }
-    async fn list_requests(&self, _: Request<ListRequest>) -> Reply<BorrowingRequestList> {
+    async fn list_requests(&self, r: Request<ListRequest>) -> Reply<BorrowingRequestList> {
+        self.seen.lock().unwrap().lists.push(r.into_inner());
         Ok(Response::new(BorrowingRequestList { requests: vec![borrowing()] }))
     }
     async fn get_request(&self, _: Request<IdRequest>) -> Reply<BorrowingRequest> {
@@ -426,8 +428,11 @@ impl Staff for Mock {
         self.seen.lock().unwrap().borrowing_actions.push(r);
         Ok(Response::new(b))
     }
-    async fn list_lending(&self, _: Request<ListRequest>) -> Reply<LendingRequestList> {
-        unimplemented()
+    async fn list_lending(&self, r: Request<ListRequest>) -> Reply<LendingRequestList> {
+        self.seen.lock().unwrap().lists.push(r.into_inner());
+        Ok(Response::new(LendingRequestList {
+            requests: vec![lending("DGW-7", "Main Stacks", "PS2384 .M6", "3901", "Moby Dick")],
+        }))
     }
     async fn get_lending(&self, _: Request<IdRequest>) -> Reply<LendingRequest> {
         unimplemented()
@@ -1071,8 +1076,22 @@ fn requests() {
     }
     let out = ok(&node.rota(&["request", "list"]));
     assert!(out.contains("XYZ (asked)") && out.contains("2024-05-01 12:34:56Z"), "{out}");
+    assert!(!out.contains("there may be more"), "one request, limit 50: {out}");
     let v = json(&node.rota(&["request", "list", "--json"]));
     assert_eq!(v[0]["created_at"], "2024-05-01T12:34:56.789Z");
+    // A list cut at its limit says so; both lists send their filter and limit.
+    let out = ok(&node.rota(&["request", "list", "--status", "shipped", "--limit", "1"]));
+    assert!(out.contains("there may be more"), "{out}");
+    let out = ok(&node.rota(&["lending", "list", "--limit", "1"]));
+    assert!(out.contains("DGW-7") && out.contains("there may be more"), "{out}");
+    ok(&node.rota(&["lending", "list", "--status", "will_supply"]));
+    let lists: Vec<(String, u32)> =
+        node.seen.lock().unwrap().lists.iter().map(|l| (l.status.clone(), l.limit)).collect();
+    assert_eq!(
+        lists[lists.len() - 3..],
+        [("shipped".to_owned(), 1), (String::new(), 1), ("will_supply".to_owned(), 50)],
+        "{lists:?}"
+    );
     assert_eq!(v[0]["timeline"][0]["at"], "2024-05-01T12:34:56.789Z");
     assert!(v[0].get("created_at_unix_ms").is_none());
 }

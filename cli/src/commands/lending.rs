@@ -31,9 +31,9 @@ fn request(id: String, action: &str) -> LendingActionRequest {
 
 pub async fn run(ctx: &Ctx, cmd: LendingCmd) -> anyhow::Result<()> {
     match cmd {
-        LendingCmd::List { status } => {
+        LendingCmd::List { status, limit } => {
             let mut node = ctx.connect().await?;
-            let request = ListRequest { status: or_empty(status), limit: 0 };
+            let request = ListRequest { status: or_empty(status), limit };
             let list = node.client.list_lending(request).await.rpc(&node.url)?;
             if ctx.json {
                 return print_json(&list.requests.iter().map(lending_json).collect());
@@ -57,6 +57,7 @@ pub async fn run(ctx: &Ctx, cmd: LendingCmd) -> anyhow::Result<()> {
                 ]);
             }
             println!("{t}");
+            crate::output::note_if_cut(list.requests.len(), limit);
         }
         LendingCmd::Show { id } => {
             let mut node = ctx.connect().await?;

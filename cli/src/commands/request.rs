@@ -88,6 +88,7 @@ pub async fn run(ctx: &Ctx, cmd: RequestCmd) -> anyhow::Result<()> {
                 ]);
             }
             println!("{t}");
+            crate::output::note_if_cut(list.requests.len(), limit);
         }
         RequestCmd::Show { id } => {
             let mut node = ctx.connect().await?;
