@@ -479,6 +479,13 @@ pub fn timeline_table(events: &[TimelineEvent]) -> Table {
     t
 }
 
+/// After a list cut at `limit`: say that more may exist, and how to see them.
+pub fn note_if_cut(shown: usize, limit: u32) {
+    if shown as u64 >= u64::from(limit) {
+        println!("(the newest {shown} are shown; there may be more: add --limit N, or --status to narrow the list)");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,12 +607,5 @@ mod tests {
     fn identifier_list() {
         let c = Citation { isbn: "978".into(), oclc: "12".into(), ..Default::default() };
         assert_eq!(identifiers(&c), "ISBN 978, OCLC 12");
-    }
-}
-
-/// After a list cut at `limit`: say that more may exist, and how to see them.
-pub fn note_if_cut(shown: usize, limit: u32) {
-    if shown as u64 >= u64::from(limit) {
-        println!("(the newest {shown} are shown; there may be more: add --limit N, or --status to narrow the list)");
     }
 }
