@@ -182,10 +182,28 @@ impl TestNode {
 
     /// Add `other` as a partner of this node with `tier`, and set a two-way agreement.
     pub async fn add_partner(&mut self, other: &mut TestNode, tier: &str, priority: u32) {
+        self.add_partner_at(other, None, tier, priority).await;
+    }
+
+    /// Add `other` from its card, reached at `endpoint` instead of the card's own when one is
+    /// given, with `tier` and `priority`, and set a two-way agreement.
+    async fn add_partner_at(&mut self, other: &mut TestNode, endpoint: Option<&str>, tier: &str, priority: u32) {
         let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+        let card_text = match endpoint {
+            None => card.text,
+            Some(url) => {
+                let text: String = card
+                    .text
+                    .lines()
+                    .map(|l| if l.starts_with("endpoint: ") { format!("endpoint: {url}\n") } else { format!("{l}\n") })
+                    .collect();
+                assert_ne!(text, card.text, "the card names an endpoint");
+                text
+            }
+        };
         self.staff
             .add_partner(spb::AddPartnerRequest {
-                card_text: card.text,
+                card_text,
                 tier: tier.into(),
                 priority,
                 expected_fingerprint: card.fingerprint,
@@ -466,31 +484,7 @@ impl Drop for Link {
 impl TestNode {
     /// Like [`TestNode::add_partner`], but this node reaches `other` through `link`.
     pub async fn add_partner_via(&mut self, other: &mut TestNode, link: &Link, tier: &str) {
-        let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
-        let text: String = card
-            .text
-            .lines()
-            .map(|l| if l.starts_with("endpoint: ") { format!("endpoint: {}\n", link.url) } else { format!("{l}\n") })
-            .collect();
-        assert_ne!(text, card.text, "the card names an endpoint");
-        self.staff
-            .add_partner(spb::AddPartnerRequest {
-                card_text: text,
-                tier: tier.into(),
-                priority: 100,
-                expected_fingerprint: card.fingerprint,
-            })
-            .await
-            .unwrap();
-        self.staff
-            .set_agreement(spb::SetAgreementRequest {
-                partner: other.symbol.clone(),
-                lend: Some(true),
-                borrow: Some(true),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        self.add_partner_at(other, Some(&link.url), tier, 100).await;
     }
 
     /// How many messages to `partner` wait in this node's outbox.
