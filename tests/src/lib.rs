@@ -188,28 +188,7 @@ impl TestNode {
     /// Add `other` from its card, reached at `endpoint` instead of the card's own when one is
     /// given, with `tier` and `priority`, and set a two-way agreement.
     async fn add_partner_at(&mut self, other: &mut TestNode, endpoint: Option<&str>, tier: &str, priority: u32) {
-        let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
-        let card_text = match endpoint {
-            None => card.text,
-            Some(url) => {
-                let text: String = card
-                    .text
-                    .lines()
-                    .map(|l| if l.starts_with("endpoint: ") { format!("endpoint: {url}\n") } else { format!("{l}\n") })
-                    .collect();
-                assert_ne!(text, card.text, "the card names an endpoint");
-                text
-            }
-        };
-        self.staff
-            .add_partner(spb::AddPartnerRequest {
-                card_text,
-                tier: tier.into(),
-                priority,
-                expected_fingerprint: card.fingerprint,
-            })
-            .await
-            .unwrap();
+        self.add_card_at(other, endpoint, tier, priority).await;
         self.staff
             .set_agreement(spb::SetAgreementRequest {
                 partner: other.symbol.clone(),
@@ -266,6 +245,20 @@ impl TestNode {
         })
         .await
     }
+}
+
+/// Start nodes that share one [`ManualClock`], set to now: time moves for all of them when
+/// the test advances it.
+pub async fn start_on_one_clock<const N: usize>(
+    symbols: [&str; N],
+) -> (Arc<rota_node::clock::ManualClock>, [TestNode; N]) {
+    let clock = Arc::new(rota_node::clock::ManualClock::new(chrono::Utc::now()));
+    let mut nodes = Vec::with_capacity(N);
+    for symbol in symbols {
+        nodes.push(start_node_with(symbol, NodeOptions { clock: clock.clone(), ..Default::default() }).await);
+    }
+    let nodes: [TestNode; N] = nodes.try_into().unwrap_or_else(|_| unreachable!("one node per symbol"));
+    (clock, nodes)
 }
 
 /// Make two nodes partners of each other, each giving the other `tier`.
@@ -482,6 +475,36 @@ impl Drop for Link {
 }
 
 impl TestNode {
+    /// Add `other` from its card, checking its fingerprint, but set no agreement yet.
+    pub async fn add_card(&mut self, other: &mut TestNode, tier: &str, priority: u32) {
+        self.add_card_at(other, None, tier, priority).await;
+    }
+
+    async fn add_card_at(&mut self, other: &mut TestNode, endpoint: Option<&str>, tier: &str, priority: u32) {
+        let card = other.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
+        let card_text = match endpoint {
+            None => card.text,
+            Some(url) => {
+                let text: String = card
+                    .text
+                    .lines()
+                    .map(|l| if l.starts_with("endpoint: ") { format!("endpoint: {url}\n") } else { format!("{l}\n") })
+                    .collect();
+                assert_ne!(text, card.text, "the card names an endpoint");
+                text
+            }
+        };
+        self.staff
+            .add_partner(spb::AddPartnerRequest {
+                card_text,
+                tier: tier.into(),
+                priority,
+                expected_fingerprint: card.fingerprint,
+            })
+            .await
+            .unwrap();
+    }
+
     /// Like [`TestNode::add_partner`], but this node reaches `other` through `link`.
     pub async fn add_partner_via(&mut self, other: &mut TestNode, link: &Link, tier: &str) {
         self.add_partner_at(other, Some(&link.url), tier, 100).await;

@@ -2,12 +2,8 @@
 //! real mutual TLS, with each direction of a partnership through a relay the test cuts
 //! and heals, and a shared manual clock.
 
-use std::sync::Arc;
-
-use chrono::Utc;
-use rota_node::clock::ManualClock;
 use rota_proto::staff as spb;
-use rota_tests::{Link, NodeOptions, PATIENCE, TestNode, eventually, partner_up, request_isbn, start_node_with};
+use rota_tests::{Link, PATIENCE, TestNode, eventually, partner_up, request_isbn, start_on_one_clock};
 
 const ISBN: &str = "9780306406157";
 
@@ -43,11 +39,7 @@ const DAY: i64 = 86_400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lender_whose_answer_cannot_reach_us_gets_a_cancel_and_cannot_ship() {
-    let clock = Arc::new(ManualClock::new(Utc::now()));
-    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
-    let mut dgw = start_node_with("DGW", opts.clone()).await;
-    let mut uva = start_node_with("UVA", opts.clone()).await;
-    let mut aaa = start_node_with("AAA", opts).await;
+    let (clock, [mut dgw, mut uva, mut aaa]) = start_on_one_clock(["DGW", "UVA", "AAA"]).await;
     // DGW reaches UVA, and UVA reaches DGW, each through a link of its own.
     let to_uva = Link::to(&uva).await;
     let to_dgw = Link::to(&dgw).await;
@@ -112,11 +104,7 @@ async fn a_lender_whose_answer_cannot_reach_us_gets_a_cancel_and_cannot_ship() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promised_copy_not_shipped_within_the_window_goes_back_on_the_shelf() {
-    let clock = Arc::new(ManualClock::new(Utc::now()));
-    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
-    let mut dgw = start_node_with("DGW", opts.clone()).await;
-    let mut uva = start_node_with("UVA", opts.clone()).await;
-    let mut aaa = start_node_with("AAA", opts).await;
+    let (clock, [mut dgw, mut uva, mut aaa]) = start_on_one_clock(["DGW", "UVA", "AAA"]).await;
     partner_up(&mut dgw, &mut uva, "consortium", "consortium").await;
     partner_up(&mut dgw, &mut aaa, "p2p", "p2p").await;
     expiry(&mut uva, "DGW", 2 * DAY as u64).await;

@@ -1,11 +1,8 @@
 //! The book's whole journey and the races around it, with real nodes (DESIGN §6).
 
-use std::sync::Arc;
-
 use chrono::Utc;
-use rota_node::clock::ManualClock;
 use rota_proto::staff as spb;
-use rota_tests::{Link, NodeOptions, PATIENCE, eventually, partner_up, request_isbn, start_node, start_node_with};
+use rota_tests::{Link, PATIENCE, eventually, partner_up, request_isbn, start_node, start_on_one_clock};
 
 const ISBN: &str = "0914520407";
 
@@ -333,10 +330,7 @@ async fn a_request_to_an_unreachable_lender_expires_and_rolls_and_is_withdrawn()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overdue_fires_from_the_due_date_on_both_sides() {
-    let clock = Arc::new(ManualClock::new(Utc::now()));
-    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
-    let mut dgw = start_node_with("DGW", opts.clone()).await;
-    let mut uva = start_node_with("UVA", opts).await;
+    let (clock, [mut dgw, mut uva]) = start_on_one_clock(["DGW", "UVA"]).await;
     partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
     uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
@@ -427,10 +421,7 @@ async fn two_requests_for_the_last_copy_one_copy_reserved_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_that_fell_due_while_the_node_was_down_fires_on_start() {
-    let clock = Arc::new(ManualClock::new(Utc::now()));
-    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
-    let mut dgw = start_node_with("DGW", opts.clone()).await;
-    let mut uva = start_node_with("UVA", opts).await;
+    let (clock, [mut dgw, mut uva]) = start_on_one_clock(["DGW", "UVA"]).await;
     partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
     uva.add_item("U-1", "Glad reunion", ISBN, "available").await;
     let id = request_isbn(&mut dgw, "Glad reunion", ISBN).await;
@@ -448,11 +439,7 @@ async fn a_timer_that_fell_due_while_the_node_was_down_fires_on_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pick_list_walks_the_stacks_and_stats_time_each_leg() {
-    let clock = Arc::new(ManualClock::new(Utc::now()));
-    let opts = NodeOptions { clock: clock.clone(), ..Default::default() };
-    let mut dgw = start_node_with("DGW", opts.clone()).await;
-    let mut aaa = start_node_with("AAA", opts.clone()).await;
-    let mut uva = start_node_with("UVA", opts).await;
+    let (clock, [mut dgw, mut aaa, mut uva]) = start_on_one_clock(["DGW", "AAA", "UVA"]).await;
     partner_up(&mut dgw, &mut aaa, "consortium", "consortium").await;
     partner_up(&mut dgw, &mut uva, "p2p", "p2p").await;
     // (barcode, ISBN, location, call number). AAA holds every book, all out on loan, so

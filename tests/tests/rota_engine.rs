@@ -129,25 +129,7 @@ async fn an_unreachable_lender_is_asked_last_in_its_tier() {
     partner_up(&mut dgw, &mut bbb, "consortium", "consortium").await;
     // AAA would be first by priority; BBB second.
     dgw.staff.remove_partner(spb::SymbolRequest { symbol: "BBB".into() }).await.unwrap();
-    let card = bbb.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
-    dgw.staff
-        .add_partner(spb::AddPartnerRequest {
-            card_text: card.text,
-            tier: "consortium".into(),
-            priority: 200,
-            expected_fingerprint: card.fingerprint,
-        })
-        .await
-        .unwrap();
-    dgw.staff
-        .set_agreement(spb::SetAgreementRequest {
-            partner: "BBB".into(),
-            lend: Some(true),
-            borrow: Some(true),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    dgw.add_partner(&mut bbb, "consortium", 200).await;
     bbb.add_item("B-1", "Glad reunion", ISBN, "available").await;
     let _aaa_down = aaa.stop().await;
     let p = dgw.staff.preview(spb::PreviewRequest { citation: Some(citation()) }).await.unwrap().into_inner();

@@ -203,16 +203,7 @@ async fn a_partner_check_says_hello_and_finds_agreements_that_do_not_fit() {
     assert!(c.problems.is_empty() && c.theirs.is_none(), "{c:?}");
 
     // UVA adds DGW but sets no agreement.
-    let card = dgw.staff.export_card(spb::Empty {}).await.unwrap().into_inner();
-    uva.staff
-        .add_partner(spb::AddPartnerRequest {
-            card_text: card.text,
-            tier: "p2p".into(),
-            priority: 100,
-            expected_fingerprint: card.fingerprint,
-        })
-        .await
-        .unwrap();
+    uva.add_card(&mut dgw, "p2p", 100).await;
     let c = check(&dgw, "UVA").await;
     assert!(c.reachable, "{c:?}");
     assert_eq!((c.protocol_version.as_str(), c.name.as_str()), (rota_proto::PROTOCOL_VERSION, "UVA Test Library"));
